@@ -296,7 +296,7 @@ func TestRedact(t *testing.T) {
 	}
 }
 
-// TestNoSecretInErrors drives every setter and the login against answers that echo the
+// TestNoSecretInErrors drives every setter and two lookups against responses that echo the
 // secret, and checks each error text.
 func TestNoSecretInErrors(t *testing.T) {
 	const (

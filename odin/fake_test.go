@@ -228,7 +228,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// respondJSON returns a handler that always answers status with v as JSON.
+// respondJSON returns a handler that always responds with status and v as JSON.
 func respondJSON(status int, v any) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, status, v) }
 }

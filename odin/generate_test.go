@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// rawJSON returns a handler that answers 200 with body.
+// rawJSON returns a handler that responds with 200 and body.
 func rawJSON(body string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -157,7 +157,7 @@ func TestGeneratorInvalidBodies(t *testing.T) {
 // acceptLimit is set and one value otherwise, numbering values so tests see each one.
 type sipGenerator struct {
 	acceptLimit bool
-	rejectLimit bool // answer 400 when limit is present
+	rejectLimit bool // respond with 400 when limit is present
 	served      atomic.Int64
 }
 
@@ -184,8 +184,8 @@ func TestGenerateSIPPasswords(t *testing.T) {
 		name      string
 		generator *sipGenerator
 		n         int
-		// wantLimits lists, per request of the first and then the second call, the limit
-		// query value ("" for none).
+		// wantFirst and wantSecond list the limit query value ("" for none) of each
+		// request of the first and the second call.
 		wantFirst  []string
 		wantSecond []string
 	}{
