@@ -1,0 +1,45 @@
+// Package ratelimit paces the requests that every worker process sends to one
+// Odin API, and pauses all of them together, for example after Odin returns
+// 429 Too Many Requests.
+//
+// A Limiter keeps its state in Redis, so any number of processes on any number
+// of machines that build a Limiter for the same Odin base URL share one
+// budget. Each caller runs Wait before each Odin request.
+//
+// # Scheduling
+//
+// Wait reserves the next free slot with the generic cell rate algorithm (GCRA)
+// in one Lua script. The script reads the clock of the Redis server (TIME), so
+// the clocks of the worker machines do not matter. Each reservation moves the
+// theoretical arrival time (TAT) forward by the emission interval 1/Rate, even
+// when the slot lies in the future, and the caller sleeps until its slot.
+// Callers are therefore spread out one emission interval apart instead of all
+// retrying at once. With Burst 1, two reserved slots are at least 1/Rate apart
+// on the Redis clock, so a window of length W contains at most W*Rate+1 of
+// them. Actual send times add the Redis round trip and timer latency of each
+// caller on top.
+//
+// When the next slot is more than the maximum wait away (see WithMaxWait),
+// Wait reserves nothing and returns a *DelayError whose Delay tells the caller
+// when to come back. A caller whose context ends after it reserved a slot
+// gives that slot up unused: the fleet then sends slightly fewer requests than
+// the limit allows, never more.
+//
+// # Pausing
+//
+// Pause stops every Limiter that shares the key for a given time, for example
+// until the Retry-After of a 429 response or for a cooldown after a failed Odin
+// login. The same script that reserves slots reads the pause, so no slot is
+// handed out before the pause ends. A caller that reserved a slot before the
+// pause began checks the pause again when it wakes up, and queues again behind
+// the pause if it is still on.
+//
+// # Redis keys
+//
+// All keys of one Limiter share one hash tag derived from the SHA-1 of the
+// Odin base URL, for example "odinreset:{rl:1a2b3c4d5e6f}:gcra" and
+// "odinreset:{rl:1a2b3c4d5e6f}:pause", so the scripts also run on Redis
+// Cluster and no credential from the URL appears in a key name. Every key has
+// a TTL a little longer than the state it holds is needed. The package needs
+// Redis 6.2 or later, or miniredis v2.40 or later for tests.
+package ratelimit

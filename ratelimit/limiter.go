@@ -1,0 +1,310 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultKeyPrefix starts the name of every Redis key unless WithKeyPrefix
+// sets another prefix.
+const DefaultKeyPrefix = "odinreset:"
+
+// DefaultMaxWait is the longest Wait blocks unless WithMaxWait sets another
+// maximum.
+const DefaultMaxWait = 5 * time.Second
+
+// ReasonRateLimit is the DelayError reason when the rate limit, not a pause,
+// keeps the caller waiting.
+const ReasonRateLimit = "rate limit"
+
+const (
+	// keyTTLMargin keeps a key this long after its state stops mattering, so
+	// rounding to milliseconds never drops state that is still needed.
+	keyTTLMargin = 2 * time.Second
+
+	// maxBurstWindow bounds Burst/Rate. It keeps every time the scripts
+	// compute well inside the integers a Lua double holds exactly.
+	maxBurstWindow = 24 * time.Hour
+)
+
+// Limit is the request rate that all Limiters sharing a key obey together.
+type Limit struct {
+	// Rate is the number of requests per second, greater than 0. It may be
+	// fractional: 0.5 means one request every two seconds.
+	Rate float64
+
+	// Burst is the number of requests that may go out at once after an idle
+	// period, at least 1. With Burst 1 requests are spaced 1/Rate apart.
+	Burst int
+}
+
+// rediser lists the Redis commands the Limiter uses. Every
+// redis.UniversalClient implements it.
+type rediser interface {
+	redis.Scripter
+	Del(ctx context.Context, keys ...string) *redis.IntCmd
+}
+
+// Limiter is a rate limiter and pause switch shared through Redis by every
+// Limiter built for the same key. Its methods are safe for concurrent use.
+type Limiter struct {
+	rdb      rediser
+	gcraKey  string
+	pauseKey string
+
+	emission time.Duration
+	burst    int
+
+	maxWait   time.Duration
+	keyPrefix string
+	clock     Clock
+}
+
+// Option changes a Limiter built by New.
+type Option func(*Limiter)
+
+// WithMaxWait sets the longest time Wait blocks. When the caller's slot is
+// further away, Wait returns a *DelayError at once. It must not be negative,
+// and 0 makes Wait return a *DelayError whenever it cannot proceed at once.
+// The default is DefaultMaxWait.
+func WithMaxWait(d time.Duration) Option {
+	return func(l *Limiter) { l.maxWait = d }
+}
+
+// WithKeyPrefix sets the prefix of every Redis key of the Limiter. The
+// default is DefaultKeyPrefix.
+func WithKeyPrefix(p string) Option {
+	return func(l *Limiter) { l.keyPrefix = p }
+}
+
+// WithClock replaces the local clock that Wait sleeps on, for tests. The
+// clock does not decide the schedule: slots are computed on the Redis
+// server's clock. Context deadlines are always measured on the real clock.
+func WithClock(c Clock) Option {
+	return func(l *Limiter) { l.clock = c }
+}
+
+// New builds a Limiter for the Odin API at key, its base URL. Trailing
+// slashes of key are ignored, so "https://host/api/v2/" and
+// "https://host/api/v2" share one limit. New does not contact Redis.
+//
+// New returns an error when rdb is nil, key is empty, limit is out of range
+// (Rate not greater than 0, Burst below 1, or Burst/Rate longer than 24 hours)
+// or an option is invalid.
+func New(rdb redis.UniversalClient, key string, limit Limit, opts ...Option) (*Limiter, error) {
+	if rdb == nil {
+		return nil, errors.New("ratelimit: the Redis client is nil")
+	}
+	key = strings.TrimRight(key, "/")
+	if key == "" {
+		return nil, errors.New("ratelimit: missing key: pass the Odin base URL")
+	}
+	if err := limit.validate(); err != nil {
+		return nil, err
+	}
+
+	l := &Limiter{
+		rdb:       rdb,
+		emission:  limit.emissionInterval(),
+		burst:     limit.Burst,
+		maxWait:   DefaultMaxWait,
+		keyPrefix: DefaultKeyPrefix,
+		clock:     systemClock{},
+	}
+	for _, opt := range opts {
+		opt(l)
+	}
+	if l.maxWait < 0 {
+		return nil, fmt.Errorf("ratelimit: invalid maximum wait %v: it must not be negative", l.maxWait)
+	}
+	if l.clock == nil {
+		return nil, errors.New("ratelimit: the clock is nil")
+	}
+
+	sum := sha1.Sum([]byte(key))
+	hashTag := "{rl:" + hex.EncodeToString(sum[:])[:12] + "}"
+	l.gcraKey = l.keyPrefix + hashTag + ":gcra"
+	l.pauseKey = l.keyPrefix + hashTag + ":pause"
+	return l, nil
+}
+
+func (limit Limit) validate() error {
+	if math.IsNaN(limit.Rate) || math.IsInf(limit.Rate, 0) || limit.Rate <= 0 {
+		return fmt.Errorf("ratelimit: invalid rate %v: it must be a finite number of requests per second greater than 0", limit.Rate)
+	}
+	if limit.Rate > 1e6 {
+		return fmt.Errorf("ratelimit: invalid rate %v: it must be at most 1e6 requests per second", limit.Rate)
+	}
+	if limit.Burst < 1 {
+		return fmt.Errorf("ratelimit: invalid burst %d: it must be at least 1", limit.Burst)
+	}
+	if window := float64(limit.Burst) / limit.Rate; window > maxBurstWindow.Seconds() {
+		return fmt.Errorf("ratelimit: invalid limit: burst %d at rate %v spans %.0f s, more than the maximum of %v",
+			limit.Burst, limit.Rate, window, maxBurstWindow)
+	}
+	return nil
+}
+
+// emissionInterval returns 1/Rate rounded up to a whole microsecond, so that
+// rounding can only make the limiter slower than Rate, never faster.
+func (limit Limit) emissionInterval() time.Duration {
+	return time.Duration(math.Ceil(1e6/limit.Rate)) * time.Microsecond
+}
+
+// DelayError reports that Wait did not reserve a request slot because the
+// caller would have had to wait longer than the maximum wait.
+type DelayError struct {
+	// Delay is how long from now until a slot would have been free. It is an
+	// estimate: other callers may reserve slots in the meantime.
+	Delay time.Duration
+
+	// Reason is ReasonRateLimit, or the reason passed to Pause while the
+	// fleet is paused.
+	Reason string
+}
+
+// Error returns the reason and the delay.
+func (e *DelayError) Error() string {
+	return fmt.Sprintf("ratelimit: %s: no Odin request slot free for %v", e.Reason, e.Delay.Round(time.Millisecond))
+}
+
+// Wait blocks until the caller may send one Odin request.
+//
+// It returns nil when the caller's slot has come, and otherwise:
+//   - ctx.Err() when ctx ends first, never a *DelayError then.
+//   - An error wrapping context.DeadlineExceeded, at once, when the slot lies
+//     past the deadline of ctx but within the maximum wait. No slot is
+//     reserved then.
+//   - A *DelayError when the slot, or the end of a pause, lies further away
+//     than the maximum wait. No slot is reserved then.
+//   - A wrapped Redis error.
+//
+// A caller whose ctx ends while it sleeps gives its reserved slot up unused.
+// The maximum wait bounds the whole call apart from Redis round trips,
+// including a pause waited out and a second reservation after a pause that
+// began during the sleep.
+func (l *Limiter) Wait(ctx context.Context) error {
+	start := l.clock.Now()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+
+		maxWait := max(l.maxWait-l.clock.Now().Sub(start), 0)
+		budget := maxWait
+		if deadline, ok := ctx.Deadline(); ok {
+			budget = min(budget, time.Until(deadline))
+		}
+
+		res, err := l.reserve(ctx, budget)
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return ctxErr
+			}
+			return err
+		}
+		if !res.reserved {
+			return l.notReservedError(ctx, res, maxWait)
+		}
+		if res.wait <= 0 {
+			return nil
+		}
+
+		if err := l.sleep(ctx, res.wait); err != nil {
+			return err
+		}
+
+		// A pause that began while this caller slept, and ends after its
+		// slot, applies to it too. Its slot is lost, and it reserves a new
+		// one behind the pause.
+		remaining, _, err := l.pausedAfter(ctx, res.slotMicros)
+		if err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return ctxErr
+			}
+			return err
+		}
+		if remaining <= 0 {
+			return nil
+		}
+	}
+}
+
+// notReservedError returns the error for a slot that reserve did not take
+// because it lay beyond the budget.
+func (l *Limiter) notReservedError(ctx context.Context, res reservation, maxWait time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if res.wait > maxWait {
+		reason := res.pauseReason
+		if reason == "" {
+			reason = ReasonRateLimit
+		}
+		return &DelayError{Delay: res.wait, Reason: reason}
+	}
+	return fmt.Errorf("ratelimit: the next Odin request slot is %v away, past the context deadline: %w",
+		res.wait.Round(time.Millisecond), context.DeadlineExceeded)
+}
+
+// sleep waits for d or until ctx ends, and returns ctx.Err() in the second
+// case.
+func (l *Limiter) sleep(ctx context.Context, d time.Duration) error {
+	fired, stop := l.clock.NewTimer(d)
+	defer stop()
+
+	select {
+	case <-fired:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// reservation is the outcome of one run of reserveScript.
+type reservation struct {
+	reserved    bool
+	wait        time.Duration
+	pauseReason string // empty unless a pause was on
+	slotMicros  int64  // start of the slot, microseconds since the Unix epoch on the Redis clock
+}
+
+// reserve takes the next slot if it is at most budget away.
+func (l *Limiter) reserve(ctx context.Context, budget time.Duration) (reservation, error) {
+	keys := []string{l.gcraKey, l.pauseKey}
+	args := []any{
+		l.emission.Microseconds(),
+		l.burst,
+		max(budget.Microseconds(), 0),
+		keyTTLMargin.Milliseconds(),
+	}
+	values, err := reserveScript.Run(ctx, l.rdb, keys, args...).Slice()
+	if err != nil {
+		return reservation{}, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: %w", err)
+	}
+
+	if len(values) != 4 {
+		return reservation{}, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: unexpected reply %v", values)
+	}
+	reserved, ok1 := values[0].(int64)
+	waitMicros, ok2 := values[1].(int64)
+	reason, ok3 := values[2].(string)
+	slotMicros, ok4 := values[3].(int64)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
+		return reservation{}, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: unexpected reply %v", values)
+	}
+	return reservation{
+		reserved:    reserved == 1,
+		wait:        time.Duration(waitMicros) * time.Microsecond,
+		pauseReason: reason,
+		slotMicros:  slotMicros,
+	}, nil
+}
