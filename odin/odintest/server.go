@@ -1,6 +1,7 @@
 package odintest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -81,6 +82,15 @@ func (s *Server) serveTracked(w http.ResponseWriter, r *http.Request) {
 // Root returns the server's root URL, such as "http://127.0.0.1:41234", under which the
 // inspection endpoints live at /_sim/.
 func (s *Server) Root() string { return s.root }
+
+// Shutdown stops accepting requests and waits for running ones to finish, until ctx
+// ends. Then it closes every connection as Close does. It returns ctx's error when
+// requests were still running.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.server.Shutdown(ctx)
+	s.Close()
+	return err
+}
 
 // Close closes the listener and every connection, then waits for running handlers to
 // return. Hanging and delayed requests end early because their contexts are cancelled.

@@ -78,7 +78,9 @@ func localPart(userID string) string {
 	return userID
 }
 
-func seededUserID(n int) string {
+// SeededUserID returns the ID of the nth seeded user, counting from 1:
+// user0001@example.com, ..., user9999@example.com, user10000@example.com.
+func SeededUserID(n int) string {
 	return fmt.Sprintf("user%04d@example.com", n)
 }
 
@@ -124,7 +126,7 @@ func buildUsers(cfg Config) ([]*user, map[string]*user, error) {
 	}
 
 	for n := 1; n <= cfg.Users; n++ {
-		if err := add(seededUserID(n), "User", fmt.Sprintf("%04d", n)); err != nil {
+		if err := add(SeededUserID(n), "User", fmt.Sprintf("%04d", n)); err != nil {
 			return nil, nil, err
 		}
 	}
