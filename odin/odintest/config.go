@@ -102,7 +102,8 @@ type Faults struct {
 	// Error502HTML returns 502 with an HTML page like the one nginx sends.
 	Error502HTML float64
 	// Reset closes the connection without a response, with SO_LINGER 0 so the client
-	// sees a TCP reset.
+	// sees a TCP reset. Go's http.Transport resends a GET once when a reused connection
+	// is reset, so one client call can count as two requests.
 	Reset float64
 	// Hang holds the request for HangDuration, or until its context ends, then returns
 	// 504 with an HTML gateway timeout page.
