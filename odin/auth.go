@@ -119,7 +119,7 @@ func (c *Client) renew(ctx context.Context, seen authSnapshot, mode renewMode) e
 	select {
 	case c.auth.slot <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("odin: waiting for another call to log in: %w", ctx.Err())
 	}
 	defer func() { <-c.auth.slot }()
 
@@ -181,7 +181,7 @@ func (c *Client) login(ctx context.Context) error {
 // the credentials (*LoginError). Any other status gives an ordinary *APIError, which is
 // often transient.
 func (c *Client) loginError(r *request, resp *response) error {
-	err := c.responseError(r, resp)
+	err := c.responseError(r, resp, "")
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) || resp.status < 400 || resp.status >= 500 ||
 		resp.status == http.StatusRequestTimeout || resp.status == http.StatusTooManyRequests {
@@ -203,7 +203,7 @@ func (c *Client) refresh(ctx context.Context, token string) error {
 		return err
 	}
 	if !resp.ok() {
-		return c.responseError(r, resp)
+		return c.responseError(r, resp, token)
 	}
 	return c.storeSession(r, resp)
 }

@@ -165,7 +165,7 @@ func (c *Client) call(ctx context.Context, r *request, out any) error {
 	}
 
 	if !resp.ok() {
-		return c.responseError(r, resp)
+		return c.responseError(r, resp, token)
 	}
 	if out == nil {
 		return nil
@@ -187,10 +187,11 @@ func encodeBody(r *request) ([]byte, error) {
 	return body, nil
 }
 
-// responseError maps a non-2xx response to an error, removing the request's secrets and
-// the client's own credentials from the message.
-func (c *Client) responseError(r *request, resp *response) error {
-	secrets := append([]string{c.password, c.currentToken()}, r.secrets...)
+// responseError maps a non-2xx response to an error. It removes the request's secrets,
+// the admin password and the token sent with the request (token may be "") from the
+// message.
+func (c *Client) responseError(r *request, resp *response, token string) error {
+	secrets := append([]string{c.password, token}, r.secrets...)
 	return newAPIError(r.method, r.path, resp.status, resp.header, resp.body, c.now(), secrets)
 }
 
@@ -244,6 +245,10 @@ func (c *Client) newHTTPRequest(ctx context.Context, r *request, body []byte, to
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, u.String(), bodyReader)
 	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err // its text would contain the URL with the query
+		}
 		return nil, fmt.Errorf("odin: building the %s request: %w", r.endpoint(), err)
 	}
 	req.Header.Set("Content-Type", "application/json")
