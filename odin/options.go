@@ -18,10 +18,10 @@ const (
 // sends, logins and token refreshes included, and returns Wait's error (wrapped with %w)
 // without sending anything when Wait fails.
 //
-// NOTE: net/http's Transport resends a GET once, without asking the client, when a
-// reused keep-alive connection fails before any response byte arrives. Such a resend
-// passes neither Wait nor the observer, so under connection resets Odin can see slightly
-// more requests than the limiter allowed.
+// NOTE: net/http's Transport resends a GET by itself when a reused keep-alive connection
+// fails before the first response byte arrives. Such a resend passes neither Wait nor the
+// observer, so under connection resets Odin can see more GET requests than the limiter
+// allowed.
 type Limiter interface {
 	Wait(ctx context.Context) error
 }
