@@ -1,0 +1,172 @@
+// Package worker assembles one worker process: the asynq server with the reset handlers,
+// its retry policy and strict queue priorities, the asynq client the handlers enqueue
+// with, and the sweeper. cmd/worker, the demo and the end-to-end tests all run this.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/odinreset/odinreset/odin"
+	"github.com/odinreset/odinreset/ratelimit"
+	"github.com/odinreset/odinreset/results"
+	"github.com/odinreset/odinreset/tasks"
+)
+
+// Config is what one worker process needs. Redis, RedisConnOpt, Store and Odin are
+// required.
+type Config struct {
+	// RedisConnOpt connects asynq; Redis is a go-redis client of the same deployment.
+	RedisConnOpt asynq.RedisConnOpt
+	Redis        redis.UniversalClient
+	Store        *results.Store
+	Odin         *odin.Client
+	// Limiter is the fleet-wide Odin limiter; the worker uses it to pause the fleet.
+	// Nil disables fleet pauses (the Odin client may still have its own limiter).
+	Limiter *ratelimit.Limiter
+	// Concurrency is how many tasks run at once in this process. Default 20.
+	Concurrency int
+	// ShutdownTimeout is how long a stopping worker lets running tasks finish before it
+	// gives them back to the queue. It must exceed one Odin request timeout so an
+	// in-flight PUT can finish and be recorded. Default 40 s.
+	ShutdownTimeout time.Duration
+	// ChunkSize is the fan-out's users per generator call. Default 200.
+	ChunkSize int
+	// LoginCooldown is how long the fleet stops calling Odin after a failed login.
+	// Default 60 s.
+	LoginCooldown time.Duration
+	// SweepInterval is how often the sweeper looks for stalled jobs; 0 means one minute,
+	// a negative value disables the sweeper.
+	SweepInterval time.Duration
+	// StallAfter is how long a running job may go without progress before the sweeper
+	// inspects its pending users. Default 3 minutes.
+	StallAfter time.Duration
+	Observer   tasks.Observer
+	Logger     zerolog.Logger
+}
+
+// Worker is one running worker process.
+type Worker struct {
+	cfg      Config
+	server   *asynq.Server
+	client   *asynq.Client
+	handlers *tasks.Handlers
+	sweeper  *tasks.Sweeper
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// New validates cfg and builds the worker; Start runs it.
+func New(cfg Config) (*Worker, error) {
+	if cfg.RedisConnOpt == nil || cfg.Redis == nil || cfg.Store == nil || cfg.Odin == nil {
+		return nil, errors.New("worker: RedisConnOpt, Redis, Store and Odin are required")
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 20
+	}
+	if cfg.Concurrency < 1 || cfg.Concurrency > 1000 {
+		return nil, fmt.Errorf("invalid concurrency %d: use 1 to 1000", cfg.Concurrency)
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 40 * time.Second
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = time.Minute
+	}
+
+	client := asynq.NewClient(cfg.RedisConnOpt)
+	handlers := &tasks.Handlers{
+		Store:         cfg.Store,
+		Odin:          cfg.Odin,
+		Client:        client,
+		Observer:      cfg.Observer,
+		ChunkSize:     cfg.ChunkSize,
+		LoginCooldown: cfg.LoginCooldown,
+	}
+	if cfg.Limiter != nil {
+		handlers.Pauser = cfg.Limiter
+	}
+
+	logger := cfg.Logger
+	server := asynq.NewServer(cfg.RedisConnOpt, asynq.Config{
+		Concurrency:     cfg.Concurrency,
+		Queues:          tasks.Queues(),
+		StrictPriority:  true,
+		RetryDelayFunc:  tasks.RetryDelay,
+		IsFailure:       tasks.IsFailure,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			handlers.HandleError(ctx, t, err)
+		}),
+		Logger:   asynqLogger{logger.With().Str("component", "asynq").Logger()},
+		LogLevel: asynq.WarnLevel,
+		// Scheduled and retrying tasks are moved to their queue within a second.
+		DelayedTaskCheckInterval: time.Second,
+	})
+
+	w := &Worker{cfg: cfg, server: server, client: client, handlers: handlers}
+	if cfg.SweepInterval > 0 {
+		w.sweeper = &tasks.Sweeper{
+			Store:      cfg.Store,
+			Client:     client,
+			Inspector:  asynq.NewInspector(cfg.RedisConnOpt),
+			StallAfter: cfg.StallAfter,
+		}
+	}
+	return w, nil
+}
+
+// Start runs the asynq server and the sweeper ticker in the background.
+func (w *Worker) Start() error {
+	mux := asynq.NewServeMux()
+	w.handlers.Register(mux, w.cfg.Logger)
+	if w.sweeper != nil {
+		mux.HandleFunc(tasks.TypeSweep, w.sweeper.HandleSweep)
+	}
+	if err := w.server.Start(mux); err != nil {
+		return fmt.Errorf("start asynq server: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	w.done = make(chan struct{})
+	go func() {
+		defer close(w.done)
+		if w.sweeper != nil {
+			w.sweeper.Tick(ctx, w.cfg.SweepInterval, w.cfg.Logger)
+		}
+	}()
+	return nil
+}
+
+// Shutdown stops taking tasks, waits up to ShutdownTimeout for running ones, and gives
+// the rest back to their queues.
+func (w *Worker) Shutdown() {
+	if w.cancel != nil {
+		w.cancel()
+		<-w.done
+	}
+	w.server.Shutdown()
+	w.client.Close()
+	if w.sweeper != nil {
+		w.sweeper.Inspector.Close()
+	}
+}
+
+// Client returns the asynq client of the worker, for submitting jobs in process.
+func (w *Worker) Client() *asynq.Client { return w.client }
+
+// asynqLogger sends asynq's own log lines to zerolog.
+type asynqLogger struct{ l zerolog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug().Msg(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info().Msg(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn().Msg(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error().Msg(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Fatal().Msg(fmt.Sprint(args...)) }

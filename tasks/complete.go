@@ -1,0 +1,105 @@
+package tasks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/odinreset/odinreset/results"
+)
+
+// Summary is the body of a completion callback and of the completion audit line. It
+// never contains a secret.
+type Summary struct {
+	JobID             string    `json:"jobId"`
+	State             string    `json:"state"`
+	Type              string    `json:"type"`
+	ServiceProviderID string    `json:"serviceProviderId"`
+	GroupID           string    `json:"groupId"`
+	Total             int       `json:"total"`
+	Applied           int       `json:"applied"`
+	Failed            int       `json:"failed"`
+	RequestedBy       string    `json:"requestedBy,omitempty"`
+	CreatedAt         time.Time `json:"createdAt"`
+	CompletedAt       time.Time `json:"completedAt"`
+}
+
+// SummaryOf returns the summary of a job.
+func SummaryOf(job results.Job) Summary {
+	return Summary{
+		JobID: job.ID, State: string(job.State), Type: string(job.Type),
+		ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID,
+		Total: job.Total, Applied: job.Applied, Failed: job.Failed,
+		RequestedBy: job.RequestedBy, CreatedAt: job.CreatedAt, CompletedAt: job.CompletedAt,
+	}
+}
+
+// HandleComplete runs once per completed job: it writes the completion audit line and,
+// when the job asked for one, posts the summary to its callback URL. A failed callback
+// is retried by asynq.
+func (h *Handlers) HandleComplete(ctx context.Context, t *asynq.Task) error {
+	var p CompletePayload
+	if err := decodeStrict(t.Payload(), &p); err != nil {
+		return permanent(err)
+	}
+	job, err := h.Store.Job(ctx, p.JobID)
+	if err != nil {
+		return permanent(fmt.Errorf("read completed job: %w", err))
+	}
+
+	summary := SummaryOf(job)
+	zerolog.Ctx(ctx).Info().
+		Str("audit", "job_completed").Str("state", summary.State).Str("type", summary.Type).
+		Str("service_provider", summary.ServiceProviderID).Str("group", summary.GroupID).
+		Int("total", summary.Total).Int("applied", summary.Applied).Int("failed", summary.Failed).
+		Str("requested_by", summary.RequestedBy).
+		Dur("duration", job.CompletedAt.Sub(job.CreatedAt)).
+		Msg("job completed")
+	if h.Observer != nil {
+		h.Observer.JobFinished(job)
+	}
+	if err := h.Store.SetAudit(ctx, job.ID, map[string]string{"completion_logged_at": h.now().UTC().Format(time.RFC3339)}); err != nil {
+		return err
+	}
+
+	if job.CallbackURL == "" {
+		return nil
+	}
+	return h.postCallback(ctx, job.CallbackURL, summary)
+}
+
+func (h *Handlers) postCallback(ctx context.Context, url string, summary Summary) error {
+	body, err := json.Marshal(summary)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return permanent(fmt.Errorf("build completion callback request: %w", err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "odinreset-worker")
+
+	client := h.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post completion callback: %w", redactURLError(err))
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("completion callback answered %s", resp.Status)
+	}
+	zerolog.Ctx(ctx).Info().Int("status", resp.StatusCode).Msg("completion callback delivered")
+	return nil
+}

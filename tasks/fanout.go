@@ -1,0 +1,238 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/odinreset/odinreset/odin"
+	"github.com/odinreset/odinreset/results"
+)
+
+// HandleBulkReset fans a job out: it creates the record, loads the user list (from the
+// payload, or from Odin for all-users jobs), then walks the users in chunks. For each
+// chunk it generates values for the users that have none, writes them to the record, and
+// only then enqueues one reset:user task per pending user. A cursor in the record lets a
+// retried fan-out resume after the last finished chunk.
+func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
+	log := zerolog.Ctx(ctx)
+
+	var p BulkResetPayload
+	if err := decodeStrict(t.Payload(), &p); err != nil {
+		return permanent(err)
+	}
+	p, _, err := p.Normalize()
+	if err != nil {
+		return permanent(err)
+	}
+	queue, _ := QueueFor(p.Priority)
+
+	job, created, err := h.Store.CreateJob(ctx, jobFromPayload(p))
+	if err != nil {
+		return fmt.Errorf("create record: %w", err)
+	}
+	if !created && !sameJob(job, p) {
+		return permanent(fmt.Errorf("job ID %s is already used by a %s job for %s/%s: choose another job ID", p.JobID, job.Type, job.ServiceProviderID, job.GroupID))
+	}
+	if job.State.Finished() {
+		log.Info().Str("state", string(job.State)).Msg("job already finished, nothing to do")
+		return nil
+	}
+
+	if !job.UsersLoaded && p.Resume {
+		return permanent(fmt.Errorf("cannot resume job %s: its user list was never stored; submit the job again", p.JobID))
+	}
+	if !job.UsersLoaded {
+		users := p.Users
+		if p.AllUsers {
+			users, err = h.groupUserIDs(ctx, p)
+			if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) {
+				// The group cannot be listed (unknown group, no permission): finish the job
+				// with no users and say why, instead of retrying for hours.
+				log.Error().Err(err).Msg("cannot list the group's users; finishing the job with none")
+				if err := h.Store.SetReason(ctx, p.JobID, "cannot list the group's users: "+odinReason(err)); err != nil {
+					return err
+				}
+				users = nil
+			} else if err != nil {
+				return h.odinFailure(ctx, p.JobID, err)
+			}
+			log.Info().Int("users", len(users)).Msg("listed the group's users")
+		}
+		if job, err = h.Store.LoadUsers(ctx, p.JobID, users); err != nil {
+			return fmt.Errorf("load users: %w", err)
+		}
+		log.Info().Int("users", job.Total).Str("type", string(job.Type)).Msg("job started")
+	}
+	if job.State == results.JobCompleted {
+		return h.enqueueComplete(ctx, p.JobID, queue)
+	}
+
+	for job.Cursor < job.Total {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		ids, err := h.Store.UserIDs(ctx, p.JobID, job.Cursor, h.chunkSize())
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("user list of job %s ends at %d of %d users: the record is damaged", p.JobID, job.Cursor, job.Total)
+		}
+		if err := h.fanOutChunk(ctx, p, queue, ids); err != nil {
+			return err
+		}
+		if err := h.Store.SetCursor(ctx, p.JobID, job.Cursor+len(ids)); err != nil {
+			return err
+		}
+		if job, err = h.Store.Job(ctx, p.JobID); err != nil {
+			return err
+		}
+		if job.State == results.JobCancelled {
+			log.Info().Int("cursor", job.Cursor).Msg("job cancelled during fan-out, stopping")
+			return nil
+		}
+	}
+	log.Info().Int("users", job.Total).Msg("fan-out finished")
+	return nil
+}
+
+// fanOutChunk writes values ahead for the chunk's users that have none, then enqueues
+// every user that is still pending.
+func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue string, ids []string) error {
+	recs, err := h.Store.Users(ctx, p.JobID, ids)
+	if err != nil {
+		return err
+	}
+
+	var needValue []string
+	for _, rec := range recs {
+		if rec.State == results.UserPending && rec.Secret == "" {
+			needValue = append(needValue, rec.UserID)
+		}
+	}
+	if len(needValue) > 0 {
+		values, err := h.generate(ctx, p.Type, p.ServiceProviderID, p.GroupID, len(needValue))
+		if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) {
+			// Odin will not generate values for this group (unknown group, no permission):
+			// no user of the job can be reset, so record that for each of them.
+			return h.failRemaining(ctx, p, queue, "cannot generate new values: "+odinReason(err))
+		}
+		if err != nil {
+			return h.odinFailure(ctx, p.JobID, err)
+		}
+		secrets := make(map[string]string, len(needValue))
+		for i, u := range needValue {
+			secrets[u] = values[i]
+		}
+		if _, err := h.Store.WriteAhead(ctx, p.JobID, secrets); err != nil {
+			return fmt.Errorf("write values ahead: %w", err)
+		}
+	}
+
+	for _, rec := range recs {
+		if rec.State != results.UserPending {
+			continue
+		}
+		task, err := NewUserResetTask(UserResetPayload{
+			JobID: p.JobID, UserID: rec.UserID, Type: p.Type,
+			ServiceProviderID: p.ServiceProviderID, GroupID: p.GroupID,
+		}, queue)
+		if err != nil {
+			return err
+		}
+		_, err = h.Client.EnqueueContext(ctx, task)
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return fmt.Errorf("enqueue reset of user %q: %w", rec.UserID, err)
+		}
+	}
+	return nil
+}
+
+// generate asks Odin for n new values of the credential type, in one call where Odin
+// accepts a count. When Odin returns another number of values than requested, it asks
+// again in batches of the size Odin returned; when it rejects the count with a 4xx, it
+// halves the batch size. Values from a call with the wrong count are discarded: none of
+// them has been sent anywhere.
+func (h *Handlers) generate(ctx context.Context, t results.CredentialType, sp, group string, n int) ([]string, error) {
+	values := make([]string, 0, n)
+	batch := n
+	for len(values) < n {
+		want := min(batch, n-len(values))
+		got, err := h.generateOnce(ctx, t, sp, group, want)
+		var countErr *odin.CountError
+		switch {
+		case err == nil:
+			values = append(values, got...)
+		case errors.As(err, &countErr) && want > 1:
+			// Odin caps the count below what was asked: ask for what it returned.
+			batch = max(1, min(countErr.Got, want-1))
+		case odin.IsPermanent(err) && !odin.IsAuthFailure(err) && want > 1:
+			batch = want / 2
+		default:
+			return nil, err
+		}
+	}
+	return values, nil
+}
+
+func (h *Handlers) generateOnce(ctx context.Context, t results.CredentialType, sp, group string, n int) ([]string, error) {
+	switch t {
+	case results.SIP:
+		return h.Odin.GenerateSIPPasswords(ctx, sp, group, n)
+	case results.Voicemail:
+		return h.Odin.GeneratePasscodes(ctx, sp, group, n)
+	case results.Web:
+		return h.Odin.GeneratePasswords(ctx, sp, group, n)
+	}
+	return nil, fmt.Errorf("no generator for credential type %q", t)
+}
+
+func (h *Handlers) groupUserIDs(ctx context.Context, p BulkResetPayload) ([]string, error) {
+	listed, err := h.Odin.GroupUsers(ctx, p.ServiceProviderID, p.GroupID)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(listed))
+	for _, u := range listed {
+		ids = append(ids, u.UserID)
+	}
+	users, _, problems := NormalizeUsers(ids)
+	if len(problems) > 0 {
+		zerolog.Ctx(ctx).Warn().Strs("problems", problems).Msg("Odin listed user IDs that cannot be reset; skipping them")
+	}
+	return users, nil
+}
+
+func (h *Handlers) enqueueComplete(ctx context.Context, jobID, queue string) error {
+	task, err := NewCompleteTask(jobID, queue)
+	if err != nil {
+		return err
+	}
+	if _, err := h.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue completion of job %s: %w", jobID, err)
+	}
+	return nil
+}
+
+func jobFromPayload(p BulkResetPayload) results.Job {
+	return results.Job{
+		ID:                p.JobID,
+		Type:              p.Type,
+		ServiceProviderID: p.ServiceProviderID,
+		GroupID:           p.GroupID,
+		AllUsers:          p.AllUsers,
+		RequestedBy:       p.RequestedBy,
+		Priority:          p.Priority,
+		CallbackURL:       p.CallbackURL,
+		Devices:           p.Devices,
+		TTL:               ttlFromSeconds(p.ResultTTLSeconds),
+	}
+}
+
+func sameJob(j results.Job, p BulkResetPayload) bool {
+	return j.Type == p.Type && j.ServiceProviderID == p.ServiceProviderID && j.GroupID == p.GroupID && j.AllUsers == p.AllUsers
+}

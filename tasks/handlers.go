@@ -1,0 +1,119 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/odinreset/odinreset/odin"
+	"github.com/odinreset/odinreset/results"
+)
+
+// Pauser stops every worker of the fleet from calling Odin for a while; the fleet-wide
+// rate limiter implements it.
+type Pauser interface {
+	Pause(ctx context.Context, d time.Duration, reason string) error
+}
+
+// Enqueuer is the part of *asynq.Client the handlers use.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Observer receives events for metrics. Every method must be safe for concurrent use;
+// none receives a secret.
+type Observer interface {
+	// UserSettled is called once per user outcome: state is applied or failed.
+	UserSettled(credential results.CredentialType, state results.UserState)
+	// JobFinished is called when a job completes.
+	JobFinished(job results.Job)
+}
+
+// Handlers runs the tasks of bulk resets. Build one per worker process and register it
+// with Register. All fields but Observer and Pauser are required.
+type Handlers struct {
+	Store *results.Store
+	Odin  *odin.Client
+	// Client enqueues the per-user and completion tasks.
+	Client Enqueuer
+	// Pauser pauses the fleet after a 429 or a failed Odin login; nil disables that.
+	Pauser Pauser
+	// Observer receives metrics events; nil disables them.
+	Observer Observer
+	// ChunkSize is how many users the fan-out handles per generator call. Default 200.
+	ChunkSize int
+	// LoginCooldown is how long the fleet stops calling Odin after a failed login.
+	// Default 60 s.
+	LoginCooldown time.Duration
+	// HTTPClient posts completion callbacks. Default: a client with a 10 s timeout.
+	HTTPClient *http.Client
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (h *Handlers) chunkSize() int {
+	if h.ChunkSize > 0 {
+		return h.ChunkSize
+	}
+	return 200
+}
+
+func (h *Handlers) loginCooldown() time.Duration {
+	if h.LoginCooldown > 0 {
+		return h.LoginCooldown
+	}
+	return time.Minute
+}
+
+func (h *Handlers) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+// Register adds the handlers and the logging middleware to mux. logger is the base of every
+// task's logger; handlers read it with zerolog.Ctx.
+func (h *Handlers) Register(mux *asynq.ServeMux, logger zerolog.Logger) {
+	mux.Use(LoggingMiddleware(logger))
+	mux.HandleFunc(TypeBulkReset, h.HandleBulkReset)
+	mux.HandleFunc(TypeUserReset, h.HandleUserReset)
+	mux.HandleFunc(TypeComplete, h.HandleComplete)
+}
+
+// permanent marks err as not worth retrying: asynq archives the task with err's text.
+func permanent(err error) error {
+	return fmt.Errorf("%w (%w)", err, asynq.SkipRetry)
+}
+
+// WaitError asks asynq to run the task again after Delay without counting a failed
+// attempt: the task was not tried, because the fleet is paused or rate-limited.
+type WaitError struct {
+	Delay  time.Duration
+	Reason string
+}
+
+func (e *WaitError) Error() string {
+	return fmt.Sprintf("waiting %s before calling Odin: %s", e.Delay.Round(time.Second), e.Reason)
+}
+
+// odinReason turns an Odin error into the reason stored for a failed user: Odin's own
+// message where there is one.
+func odinReason(err error) string {
+	var apiErr *odin.APIError
+	if errors.As(err, &apiErr) && apiErr.Message != "" {
+		return "Odin: " + apiErr.Message
+	}
+	return err.Error()
+}
+
+func retryCount(ctx context.Context) (retried, maxRetry int) {
+	retried, _ = asynq.GetRetryCount(ctx)
+	maxRetry, _ = asynq.GetMaxRetry(ctx)
+	return retried, maxRetry
+}

@@ -1,0 +1,76 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+)
+
+// LoggingMiddleware gives each task a logger with the fixed keys task_id, task_type,
+// queue, attempt, job_id and user_id, stores it in the context for zerolog.Ctx, and logs
+// the task's end with its duration and error. Payloads are never logged.
+func LoggingMiddleware(base zerolog.Logger) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			lc := base.With().Str("task_type", t.Type())
+			if id, ok := asynq.GetTaskID(ctx); ok {
+				lc = lc.Str("task_id", id)
+			}
+			if q, ok := asynq.GetQueueName(ctx); ok {
+				lc = lc.Str("queue", q)
+			}
+			retried, _ := asynq.GetRetryCount(ctx)
+			lc = lc.Int("attempt", retried+1)
+			var ids struct {
+				JobID  string `json:"jobId"`
+				UserID string `json:"userId"`
+			}
+			if json.Unmarshal(t.Payload(), &ids) == nil {
+				if ids.JobID != "" {
+					lc = lc.Str("job_id", ids.JobID)
+				}
+				if ids.UserID != "" {
+					lc = lc.Str("user_id", ids.UserID)
+				}
+			}
+			logger := lc.Logger()
+			ctx = logger.WithContext(ctx)
+
+			start := time.Now()
+			err := next.ProcessTask(ctx, t)
+			logEnd(&logger, err, time.Since(start))
+			return err
+		})
+	}
+}
+
+func logEnd(logger *zerolog.Logger, err error, elapsed time.Duration) {
+	var wait *WaitError
+	switch {
+	case err == nil:
+		logger.Debug().Dur("elapsed", elapsed).Msg("task done")
+	case errors.Is(err, asynq.RevokeTask):
+		logger.Info().Dur("elapsed", elapsed).Msg("task revoked")
+	case errors.As(err, &wait):
+		logger.Info().Dur("elapsed", elapsed).Dur("delay", wait.Delay).Str("reason", wait.Reason).Msg("task postponed")
+	case errors.Is(err, asynq.SkipRetry):
+		logger.Warn().Err(err).Dur("elapsed", elapsed).Msg("task failed permanently")
+	default:
+		logger.Warn().Err(err).Dur("elapsed", elapsed).Msg("task failed; asynq will retry it")
+	}
+}
+
+// redactURLError strips the URL (which may carry credentials or tokens in its query)
+// from a *url.Error.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return errors.New(ue.Op + ": " + ue.Err.Error())
+	}
+	return err
+}

@@ -1,0 +1,241 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/odinreset/odinreset/results"
+)
+
+// HandleError is the asynq.Config.ErrorHandler of the worker. When a reset:user task is
+// about to be archived while its user is still pending (the handler could not record the
+// failure itself, for example because Redis was briefly unreachable), it records the user
+// as failed so the job still completes.
+func (h *Handlers) HandleError(ctx context.Context, t *asynq.Task, err error) {
+	if t.Type() != TypeUserReset || errors.Is(err, asynq.RevokeTask) {
+		return
+	}
+	var wait *WaitError
+	retried, maxRetry := retryCount(ctx)
+	archiving := errors.Is(err, asynq.SkipRetry) || (retried >= maxRetry && !errors.As(err, &wait))
+	if !archiving {
+		return
+	}
+
+	var p UserResetPayload
+	if decodeStrict(t.Payload(), &p) != nil || p.validate() != nil {
+		return // a bad payload: nothing to record, the middleware logged it
+	}
+	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	rec, status, rerr := h.Store.UserWithJobStatus(recordCtx, p.JobID, p.UserID)
+	if rerr != nil || rec.State != results.UserPending || status.State.Finished() {
+		return
+	}
+	_ = h.failAttempts(recordCtx, p, rec, "retries exhausted: "+odinReason(err), retried+1, err)
+}
+
+// Sweeper finds running jobs that stopped making progress and repairs them: users whose
+// task is gone (lost, or archived by asynq's crash recoverer without a handler run) are
+// enqueued again or recorded as failed, and a fan-out whose task is gone is restarted.
+// asynq's archive cannot be the list of failures: its error handler does not see
+// crash-archived tasks and it keeps at most 9,999 tasks per queue.
+type Sweeper struct {
+	Store     *results.Store
+	Client    Enqueuer
+	Inspector *asynq.Inspector
+	// StallAfter is how long a job may go without progress before it is inspected.
+	// Default 3 minutes: longer than asynq's crash recovery of 1 to 2 minutes.
+	StallAfter time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// SweepPayload is the payload of reset:sweep.
+type SweepPayload struct {
+	Tick int64 `json:"tick"`
+}
+
+// Tick enqueues one reset:sweep task per interval until ctx ends. Every worker runs a
+// ticker; the TaskID names the tick, so the fleet enqueues one sweep per interval.
+func (s *Sweeper) Tick(ctx context.Context, interval time.Duration, logger zerolog.Logger) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-ticker.C:
+			tick := now.Unix() / max(1, int64(interval/time.Second))
+			task := asynq.NewTask(TypeSweep, fmt.Appendf(nil, `{"tick":%d}`, tick),
+				asynq.TaskID(fmt.Sprintf("sweep:%d", tick)), asynq.Queue(QueueHigh),
+				asynq.MaxRetry(0), asynq.Timeout(interval), asynq.Retention(2*interval))
+			_, err := s.Client.EnqueueContext(ctx, task)
+			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) && ctx.Err() == nil {
+				logger.Warn().Err(err).Msg("could not enqueue the stalled-job sweep")
+			}
+		}
+	}
+}
+
+func (s *Sweeper) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Sweeper) stallAfter() time.Duration {
+	if s.StallAfter > 0 {
+		return s.StallAfter
+	}
+	return 3 * time.Minute
+}
+
+// HandleSweep inspects every running job that made no progress for StallAfter.
+func (s *Sweeper) HandleSweep(ctx context.Context, _ *asynq.Task) error {
+	log := zerolog.Ctx(ctx)
+	jobs, err := s.Store.Jobs(ctx, 10_000)
+	if err != nil {
+		return err
+	}
+	for _, job := range jobs {
+		if job.State != results.JobRunning && job.State != results.JobQueued {
+			continue
+		}
+		changedAt, err := s.Store.NoteProgress(ctx, job.ID, job.Applied+job.Failed+job.Cursor)
+		if err != nil {
+			return err
+		}
+		if s.now().Sub(changedAt) < s.stallAfter() {
+			continue
+		}
+		repaired, err := s.SweepJob(ctx, job)
+		if err != nil {
+			log.Error().Err(err).Str("job_id", job.ID).Msg("sweep of a stalled job failed")
+			continue
+		}
+		if repaired > 0 {
+			log.Warn().Str("job_id", job.ID).Int("repaired", repaired).Msg("stalled job repaired")
+		}
+	}
+	return nil
+}
+
+// SweepJob repairs one job now and returns how many tasks it enqueued again or users it
+// recorded as failed.
+func (s *Sweeper) SweepJob(ctx context.Context, job results.Job) (int, error) {
+	queue, err := QueueFor(job.Priority)
+	if err != nil {
+		queue = QueueDefault
+	}
+	repaired := 0
+
+	if !job.UsersLoaded || job.Cursor < job.Total {
+		gone, err := s.taskGone(ctx, queue, job.ID)
+		if err != nil {
+			return repaired, err
+		}
+		if gone {
+			if !job.UsersLoaded && !job.AllUsers {
+				// The user list lived only in the lost task: nothing can resume it.
+				_, err := s.Store.Cancel(ctx, job.ID)
+				_ = s.Store.SetAudit(ctx, job.ID, map[string]string{"cancelled_by": "sweeper: the fan-out task was lost before it stored the user list; submit the job again"})
+				return repaired, err
+			}
+			task, err := NewResumeTask(job, queue)
+			if err != nil {
+				return repaired, err
+			}
+			if _, err := s.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				return repaired, err
+			}
+			repaired++
+		}
+		// Users past the cursor have no task yet: the fan-out enqueues them.
+	}
+
+	limit := job.Cursor
+	err = s.Store.ForEachUser(ctx, job.ID, func(rec results.UserRecord) error {
+		if limit <= 0 {
+			return errStopIteration
+		}
+		limit--
+		if rec.State != results.UserPending {
+			return nil
+		}
+		n, err := s.repairUser(ctx, job, queue, rec)
+		repaired += n
+		return err
+	})
+	if err != nil && !errors.Is(err, errStopIteration) {
+		return repaired, err
+	}
+	return repaired, nil
+}
+
+var errStopIteration = errors.New("stop iteration")
+
+// repairUser enqueues a pending user's task again when it is gone, and records the user
+// as failed when asynq archived its task (its retry budget is spent).
+func (s *Sweeper) repairUser(ctx context.Context, job results.Job, queue string, rec results.UserRecord) (int, error) {
+	taskID := UserTaskID(job.ID, rec.UserID)
+	info, err := s.Inspector.GetTaskInfo(queue, taskID)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+		task, err := NewUserResetTask(UserResetPayload{
+			JobID: job.ID, UserID: rec.UserID, Type: job.Type,
+			ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID,
+		}, queue)
+		if err != nil {
+			return 0, err
+		}
+		if _, err := s.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			return 0, err
+		}
+		return 1, nil
+	case err != nil:
+		return 0, err
+	case info.State == asynq.TaskStateArchived:
+		reason := "retries exhausted"
+		if info.LastErr != "" {
+			reason += ": " + info.LastErr
+		}
+		next := rec
+		next.Unconfirmed = rec.Secret != ""
+		completed, err := s.Store.MarkFailed(ctx, job.ID, next, reason, info.Retried+1)
+		if err != nil && !errors.Is(err, results.ErrConflict) {
+			return 0, err
+		}
+		_ = s.Inspector.DeleteTask(queue, taskID)
+		if completed {
+			task, err := NewCompleteTask(job.ID, queue)
+			if err == nil {
+				_, _ = s.Client.EnqueueContext(ctx, task)
+			}
+		}
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func (s *Sweeper) taskGone(_ context.Context, queue, taskID string) (bool, error) {
+	info, err := s.Inspector.GetTaskInfo(queue, taskID)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	case info.State == asynq.TaskStateArchived:
+		if err := s.Inspector.DeleteTask(queue, taskID); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	return false, nil
+}

@@ -1,0 +1,302 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
+
+	"github.com/odinreset/odinreset/odin"
+	"github.com/odinreset/odinreset/ratelimit"
+	"github.com/odinreset/odinreset/results"
+)
+
+// HandleUserReset sets one user's new value on Odin: the value the record holds, never a
+// new one, because an earlier attempt may have set it already. It is idempotent: a user
+// already applied or failed is left alone, and a cancelled job's users are not touched.
+func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
+	log := zerolog.Ctx(ctx)
+
+	var p UserResetPayload
+	if err := decodeStrict(t.Payload(), &p); err != nil {
+		return permanent(err)
+	}
+	if err := p.validate(); err != nil {
+		return permanent(err)
+	}
+	p.Type, _ = results.ParseCredentialType(string(p.Type))
+
+	rec, status, err := h.Store.UserWithJobStatus(ctx, p.JobID, p.UserID)
+	if errors.Is(err, results.ErrNotFound) {
+		return permanent(fmt.Errorf("no record of user %q in job %s (the record expired or was deleted): nothing was sent to Odin", p.UserID, p.JobID))
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case status.State == results.JobCancelled:
+		log.Info().Msg("job cancelled, user not reset")
+		return asynq.RevokeTask
+	case rec.State != results.UserPending:
+		log.Debug().Str("state", string(rec.State)).Msg("user already settled, duplicate delivery ignored")
+		return nil
+	case rec.Secret == "":
+		return h.fail(ctx, p, rec, "no new value was written for this user before its task ran; submit the user again")
+	}
+
+	retried, maxRetry := retryCount(ctx)
+	attempts := retried + 1
+	lastAttempt := retried >= maxRetry
+
+	rec, err = h.apply(ctx, p, rec, lastAttempt)
+	if err == nil {
+		if status.Reason != "" {
+			// Odin works again: clear the waiting reason operators see in the status.
+			_ = h.Store.SetReason(ctx, p.JobID, "")
+		}
+		return h.settleApplied(ctx, p, rec, attempts)
+	}
+
+	switch {
+	case odin.IsPermanent(err) && !odin.IsAuthFailure(err):
+		log.Warn().Err(err).Msg("Odin rejected the user; recorded as failed")
+		return h.failAttempts(ctx, p, rec, odinReason(err), attempts, err)
+	case ctx.Err() != nil && lastAttempt && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		// The last attempt timed out: record the failure with a context of its own,
+		// since the task's context has ended.
+		recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		log.Error().Err(err).Int("attempts", attempts).Msg("last attempt timed out; recorded as failed")
+		return h.failAttempts(recordCtx, p, rec, "retries exhausted: "+odinReason(err), attempts, err)
+	case ctx.Err() != nil:
+		// Shutdown or task timeout: asynq retries the task, which resends the same value.
+		return err
+	}
+	if wait := h.waitFor(ctx, p.JobID, err); wait != nil {
+		return wait
+	}
+	if lastAttempt {
+		log.Error().Err(err).Int("attempts", attempts).Msg("retries exhausted; recorded as failed")
+		return h.failAttempts(ctx, p, rec, "retries exhausted: "+odinReason(err), attempts, err)
+	}
+	log.Warn().Err(err).Int("attempt", attempts).Msg("Odin call failed; will retry with the same value")
+	return err
+}
+
+// apply sends the record's value to Odin. On a password-rule rejection of a value that
+// was never regenerated, it generates one fresh value, writes it to the record first,
+// and sends that. On the last attempt it waits out rate-limit delays in place, because
+// asynq archives a task whose last attempt returns any error.
+func (h *Handlers) apply(ctx context.Context, p UserResetPayload, rec results.UserRecord, lastAttempt bool) (results.UserRecord, error) {
+	for {
+		err := h.set(ctx, p, rec.Secret)
+		if err == nil {
+			return rec, nil
+		}
+
+		if lastAttempt {
+			var wait *WaitError
+			if errors.As(h.waitFor(ctx, p.JobID, err), &wait) {
+				if err := sleep(ctx, wait.Delay); err != nil {
+					return rec, err
+				}
+				continue
+			}
+		}
+		if !odin.IsRuleRejection(err) || rec.Regenerated {
+			return rec, err
+		}
+
+		zerolog.Ctx(ctx).Info().Err(err).Msg("Odin rejected the value by a password rule; generating one fresh value")
+		fresh, genErr := h.generate(ctx, p.Type, p.ServiceProviderID, p.GroupID, 1)
+		if genErr != nil {
+			return rec, genErr
+		}
+		next, replaceErr := h.Store.ReplaceSecret(ctx, p.JobID, rec, fresh[0])
+		if replaceErr != nil {
+			return rec, fmt.Errorf("store the regenerated value: %w", replaceErr)
+		}
+		rec = next
+	}
+}
+
+// set performs the Odin calls that set one credential.
+func (h *Handlers) set(ctx context.Context, p UserResetPayload, secret string) error {
+	switch p.Type {
+	case results.SIP:
+		userName, err := h.Odin.SIPUserName(ctx, p.UserID)
+		if err != nil {
+			return err
+		}
+		return h.Odin.SetSIPPassword(ctx, p.UserID, userName, secret)
+	case results.Voicemail:
+		return h.Odin.SetPortalPasscode(ctx, p.UserID, secret)
+	case results.Web:
+		return h.Odin.SetWebPassword(ctx, p.UserID, secret)
+	}
+	return fmt.Errorf("unknown credential type %q", p.Type)
+}
+
+func (h *Handlers) settleApplied(ctx context.Context, p UserResetPayload, rec results.UserRecord, attempts int) error {
+	completed, err := h.Store.MarkApplied(ctx, p.JobID, rec, attempts)
+	if errors.Is(err, results.ErrConflict) {
+		// Another delivery of this task changed the record meanwhile. Retrying reads the
+		// record again: it either finds the user settled or sends the value now stored.
+		return fmt.Errorf("record of user %q changed while its value was being set; retrying to resend the stored value", p.UserID)
+	}
+	if err != nil {
+		return err
+	}
+	zerolog.Ctx(ctx).Debug().Int("attempts", attempts).Msg("new value applied")
+	if h.Observer != nil {
+		h.Observer.UserSettled(p.Type, results.UserApplied)
+	}
+	if completed {
+		return h.onCompleted(ctx, p.JobID)
+	}
+	return nil
+}
+
+// fail records the user as failed for a reason found before any Odin call.
+func (h *Handlers) fail(ctx context.Context, p UserResetPayload, rec results.UserRecord, reason string) error {
+	retried, _ := retryCount(ctx)
+	return h.failAttempts(ctx, p, rec, reason, retried, errors.New(reason))
+}
+
+// failAttempts records the user as failed and returns cause marked as permanent, so asynq
+// archives the task instead of retrying it.
+func (h *Handlers) failAttempts(ctx context.Context, p UserResetPayload, rec results.UserRecord, reason string, attempts int, cause error) error {
+	if attempts > 0 && !odin.IsPermanent(cause) {
+		// Without a definitive answer from Odin, one of the attempts may have set the
+		// value: the export shows it next to the error.
+		rec.Unconfirmed = true
+	}
+	completed, err := h.Store.MarkFailed(ctx, p.JobID, rec, reason, attempts)
+	if errors.Is(err, results.ErrConflict) {
+		return fmt.Errorf("record of user %q changed while recording its failure; retrying", p.UserID)
+	}
+	if err != nil {
+		return err
+	}
+	if h.Observer != nil {
+		h.Observer.UserSettled(p.Type, results.UserFailed)
+	}
+	if completed {
+		if err := h.onCompleted(ctx, p.JobID); err != nil {
+			return err
+		}
+	}
+	return permanent(cause)
+}
+
+// onCompleted runs in the one task that settled a job's last user.
+func (h *Handlers) onCompleted(ctx context.Context, jobID string) error {
+	job, err := h.Store.Job(ctx, jobID)
+	if err != nil {
+		return err
+	}
+	queue, _ := QueueFor(job.Priority)
+	return h.enqueueComplete(ctx, jobID, queue)
+}
+
+// failRemaining records every pending user of the job from the fan-out cursor on as
+// failed with reason, because Odin permanently refuses to produce values for the group.
+func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue, reason string) error {
+	zerolog.Ctx(ctx).Error().Str("reason", reason).Msg("recording every remaining user as failed")
+	job, err := h.Store.Job(ctx, p.JobID)
+	if err != nil {
+		return err
+	}
+	completed := false
+	for start := job.Cursor; start < job.Total; start += 500 {
+		ids, err := h.Store.UserIDs(ctx, p.JobID, start, 500)
+		if err != nil {
+			return err
+		}
+		recs, err := h.Store.Users(ctx, p.JobID, ids)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if rec.State != results.UserPending || rec.Secret != "" {
+				continue
+			}
+			done, err := h.Store.MarkFailed(ctx, p.JobID, rec, reason, 0)
+			if err != nil && !errors.Is(err, results.ErrConflict) {
+				return err
+			}
+			completed = completed || done
+		}
+	}
+	if err := h.Store.SetCursor(ctx, p.JobID, job.Total); err != nil {
+		return err
+	}
+	if completed {
+		return h.enqueueComplete(ctx, p.JobID, queue)
+	}
+	return nil
+}
+
+// waitFor turns errors that mean "not now" into a *WaitError, pausing the fleet where
+// Odin asked for it: a 429, a 503 with Retry-After, or a failed Odin login. It returns nil
+// for other errors.
+func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
+	log := zerolog.Ctx(ctx)
+
+	var delay *ratelimit.DelayError
+	if errors.As(err, &delay) {
+		return &WaitError{Delay: delay.Delay, Reason: delay.Reason}
+	}
+
+	if odin.IsAuthFailure(err) {
+		reason := "Odin login failed: " + odinReason(err)
+		cooldown := h.loginCooldown()
+		log.Error().Err(err).Dur("cooldown", cooldown).Msg("Odin login failed; pausing every worker's Odin calls")
+		if h.Pauser != nil {
+			if perr := h.Pauser.Pause(ctx, cooldown, reason); perr != nil {
+				log.Error().Err(perr).Msg("could not pause the fleet")
+			}
+		}
+		if serr := h.Store.SetReason(ctx, jobID, reason); serr != nil {
+			log.Error().Err(serr).Msg("could not record the waiting reason")
+		}
+		return &WaitError{Delay: cooldown, Reason: reason}
+	}
+
+	if after, ok := odin.RetryAfter(err); ok && after > 0 {
+		reason := "Odin asked to slow down: " + odinReason(err)
+		log.Warn().Dur("retry_after", after).Msg("Odin asked to retry later; pausing every worker's Odin calls")
+		if h.Pauser != nil {
+			if perr := h.Pauser.Pause(ctx, after, reason); perr != nil {
+				log.Error().Err(perr).Msg("could not pause the fleet")
+			}
+		}
+		return &WaitError{Delay: after, Reason: reason}
+	}
+	return nil
+}
+
+// odinFailure classifies an Odin error of the fan-out: a *WaitError for pauses, the
+// error itself otherwise, so asynq retries the fan-out from its cursor.
+func (h *Handlers) odinFailure(ctx context.Context, jobID string, err error) error {
+	if wait := h.waitFor(ctx, jobID, err); wait != nil {
+		return wait
+	}
+	return err
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+func ttlFromSeconds(s int64) time.Duration { return time.Duration(s) * time.Second }
