@@ -66,7 +66,7 @@ func (s *Store) CreateJob(ctx context.Context, job Job) (stored Job, created boo
 	}
 	job.State = JobQueued
 	// The record starts with no users loaded and every counter at zero, whatever the
-	// caller filled in; the returned job must say what was stored.
+	// caller filled in, so the returned job is reset to match what is stored.
 	job.Total, job.Applied, job.Failed, job.Cursor = 0, 0, 0, 0
 	job.DeviceTotal, job.DeviceDone = 0, 0
 	job.UsersLoaded = false
