@@ -30,6 +30,8 @@ type Config struct {
 	// Limiter is the fleet-wide Odin limiter; the worker uses it to pause the fleet.
 	// Nil disables fleet pauses (the Odin client may still have its own limiter).
 	Limiter *ratelimit.Limiter
+	// Pauser replaces Limiter as the pauser, for a wrapper that counts pauses.
+	Pauser tasks.Pauser
 	// Concurrency is how many tasks run at once in this process. Default 20.
 	Concurrency int
 	// ShutdownTimeout is how long a stopping worker lets running tasks finish before it
@@ -89,7 +91,10 @@ func New(cfg Config) (*Worker, error) {
 		ChunkSize:     cfg.ChunkSize,
 		LoginCooldown: cfg.LoginCooldown,
 	}
-	if cfg.Limiter != nil {
+	switch {
+	case cfg.Pauser != nil:
+		handlers.Pauser = cfg.Pauser
+	case cfg.Limiter != nil:
 		handlers.Pauser = cfg.Limiter
 	}
 

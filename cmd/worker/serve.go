@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/odinreset/odinreset/internal/metrics"
+	"github.com/odinreset/odinreset/internal/redisconn"
+	"github.com/odinreset/odinreset/internal/secrets"
+	"github.com/odinreset/odinreset/internal/worker"
+	"github.com/odinreset/odinreset/odin"
+	"github.com/odinreset/odinreset/ratelimit"
+	"github.com/odinreset/odinreset/results"
+)
+
+// runWorker connects to Redis and Odin's limiter, starts the asynq server and the HTTP
+// endpoints, and stops them when ctx ends.
+func runWorker(ctx context.Context, cfg Config, getenv secrets.Getenv, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+
+	sealer, err := secrets.Sealer(getenv, cfg.InsecurePlaintextResults)
+	if err != nil {
+		return &usageError{err}
+	}
+	if _, plain := sealer.(results.Plaintext); plain {
+		log.Warn().Msg("RESULTS_KEY is not set and --insecure-plaintext-results is on: new passwords are stored UNENCRYPTED in Redis")
+	}
+
+	redisOpt, rdb, err := cfg.Redis.Open()
+	if err != nil {
+		return &usageError{err}
+	}
+	defer rdb.Close()
+	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = redisconn.Check(checkCtx, rdb)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("Redis %s: %w", cfg.Redis.Describe(), err)
+	}
+
+	inspector := asynq.NewInspector(redisOpt)
+	defer inspector.Close()
+	m := metrics.New(inspector)
+	return serve(ctx, cfg, log, redisOpt, rdb, sealer, m, inspector)
+}
+
+// serve runs a worker on an open Redis connection until ctx ends. The demo calls it too.
+func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.RedisConnOpt, rdb redis.UniversalClient,
+	sealer results.Sealer, m *metrics.Metrics, inspector *asynq.Inspector) error {
+	limiter, err := ratelimit.New(rdb, cfg.OdinBaseURL, ratelimit.Limit{Rate: cfg.RateLimit, Burst: cfg.RateBurst})
+	if err != nil {
+		return &usageError{fmt.Errorf("rate limit: %w", err)}
+	}
+	fleet := m.WrapLimiter(limiter)
+	client, err := odin.NewClient(cfg.OdinBaseURL, cfg.OdinUsername, cfg.odinPassword,
+		odin.WithLimiter(fleet), odin.WithTimeout(cfg.OdinTimeout), odin.WithObserver(m.ObserveOdin))
+	if err != nil {
+		return &usageError{fmt.Errorf("Odin client: %w", err)}
+	}
+	store := results.NewStore(rdb, results.WithSealer(sealer))
+
+	w, err := worker.New(worker.Config{
+		RedisConnOpt: redisOpt, Redis: rdb, Store: store, Odin: client, Limiter: limiter,
+		Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout,
+		LoginCooldown: cfg.LoginCooldown, Observer: m, Logger: log, Pauser: fleet,
+	})
+	if err != nil {
+		return &usageError{err}
+	}
+	if err := w.Start(); err != nil {
+		return err
+	}
+	log.Info().
+		Str("redis", cfg.Redis.Describe()).Str("odin", client.BaseURL()).
+		Float64("rate_limit", cfg.RateLimit).Int("rate_burst", cfg.RateBurst).
+		Int("concurrency", cfg.Concurrency).Msg("worker started")
+
+	var httpSrv *http.Server
+	httpErr := make(chan error, 1)
+	if cfg.HTTPAddr != "" {
+		httpSrv, err = startHTTP(cfg, log, rdb, redisOpt, m, httpErr)
+		if err != nil {
+			w.Shutdown()
+			return err
+		}
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info().Dur("shutdown_timeout", cfg.ShutdownTimeout).Msg("stopping: finishing running tasks")
+	case err = <-httpErr:
+		log.Error().Err(err).Msg("HTTP server failed; stopping")
+	}
+	if httpSrv != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = httpSrv.Shutdown(shutdownCtx)
+		cancel()
+	}
+	w.Shutdown()
+	log.Info().Msg("worker stopped")
+	return err
+}
+
+// startHTTP serves /healthz, /readyz, /metrics and, with credentials, /monitoring.
+func startHTTP(cfg Config, log zerolog.Logger, rdb redis.UniversalClient, redisOpt asynq.RedisConnOpt, m *metrics.Metrics, errc chan<- error) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			http.Error(w, "Redis unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+
+	if cfg.MonitoringUser != "" {
+		mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: !cfg.MonitoringWritable})
+		mux.Handle("/monitoring/", basicAuth(cfg.MonitoringUser, cfg.monitoringPassword, mon))
+		log.Info().Bool("writable", cfg.MonitoringWritable).Str("path", "/monitoring/").Msg("asynqmon dashboard on, behind basic authentication")
+	} else {
+		log.Info().Msg("asynqmon dashboard off: set MONITORING_USER and MONITORING_PASSWORD to turn it on")
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	log.Info().Str("addr", ln.Addr().String()).Msg("HTTP endpoints listening: /healthz /readyz /metrics")
+	return srv, nil
+}
+
+// basicAuth protects next with one user and password, compared in constant time.
+func basicAuth(user, password string, next http.Handler) http.Handler {
+	wantUser := sha256.Sum256([]byte(user))
+	wantPass := sha256.Sum256([]byte(password))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		gotUser := sha256.Sum256([]byte(u))
+		gotPass := sha256.Sum256([]byte(p))
+		if !ok || subtle.ConstantTimeCompare(gotUser[:], wantUser[:])&subtle.ConstantTimeCompare(gotPass[:], wantPass[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="odinreset monitoring", charset="UTF-8"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
