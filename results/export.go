@@ -22,11 +22,24 @@ type Row struct {
 	Error       string `json:"error,omitempty"`
 	// Device is the device step outcome of SIP jobs that asked for one.
 	Device string `json:"device,omitempty"`
+	// Check is "ok" for a user that passed the checks of a dry run.
+	Check string `json:"check,omitempty"`
 }
 
 // RowFor converts a user record to its exported row for a job of the given type.
 func RowFor(job Job, rec UserRecord) Row {
 	row := Row{UserID: rec.UserID, Device: rec.Device}
+	if job.DryRun {
+		switch rec.State {
+		case UserApplied:
+			row.Check = "ok"
+		case UserFailed:
+			row.Error = rec.Reason
+		default:
+			row.Error = pendingReason(job)
+		}
+		return row
+	}
 	switch rec.State {
 	case UserApplied:
 		row.setSecret(job.Type, rec.Secret)

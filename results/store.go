@@ -191,6 +191,7 @@ func (s *Store) UserIDs(ctx context.Context, jobID string, start, count int) ([]
 type JobStatus struct {
 	State  JobState
 	Reason string
+	DryRun bool
 }
 
 // UserWithJobStatus returns one user's record and the job's state and reason in one round
@@ -198,7 +199,7 @@ type JobStatus struct {
 func (s *Store) UserWithJobStatus(ctx context.Context, jobID, userID string) (UserRecord, JobStatus, error) {
 	k := s.jobKeys(jobID)
 	pipe := s.rdb.Pipeline()
-	metaCmd := pipe.HMGet(ctx, k.meta, "state", "reason")
+	metaCmd := pipe.HMGet(ctx, k.meta, "state", "reason", "dry_run")
 	userCmd := pipe.HGet(ctx, k.users, userID)
 	_, err := pipe.Exec(ctx)
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -210,7 +211,8 @@ func (s *Store) UserWithJobStatus(ctx context.Context, jobID, userID string) (Us
 		return UserRecord{}, JobStatus{}, fmt.Errorf("job %s: %w", jobID, ErrNotFound)
 	}
 	reason, _ := meta[1].(string)
-	status := JobStatus{State: JobState(state), Reason: reason}
+	dryRun, _ := meta[2].(string)
+	status := JobStatus{State: JobState(state), Reason: reason, DryRun: dryRun == "1"}
 	raw, err := userCmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return UserRecord{}, status, fmt.Errorf("user %q of job %s: %w", userID, jobID, ErrNotFound)
@@ -634,6 +636,7 @@ func encodeJob(j Job) []any {
 		"priority", j.Priority,
 		"callback_url", j.CallbackURL,
 		"devices", string(j.Devices),
+		"dry_run", boolString(j.DryRun),
 		"device_total", 0,
 		"device_done", 0,
 		"ttl", ttlSeconds(j.TTL),
@@ -655,6 +658,7 @@ func decodeJob(id string, m map[string]string) (Job, error) {
 		Priority:          m["priority"],
 		CallbackURL:       m["callback_url"],
 		Devices:           DeviceMode(m["devices"]),
+		DryRun:            m["dry_run"] == "1",
 		UsersLoaded:       m["users_loaded"] == "1",
 	}
 	ints := map[string]*int{

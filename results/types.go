@@ -128,6 +128,9 @@ type Job struct {
 	Priority    string
 	CallbackURL string
 	Devices     DeviceMode
+	// DryRun marks a job that only checks its users: applied means the check passed, and
+	// nothing was changed on Odin.
+	DryRun bool
 	// DeviceTotal and DeviceDone count device follow-up steps of SIP jobs.
 	DeviceTotal int
 	DeviceDone  int

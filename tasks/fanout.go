@@ -110,7 +110,7 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 
 	var needValue []string
 	for _, rec := range recs {
-		if rec.State == results.UserPending && rec.Secret == "" {
+		if !p.DryRun && rec.State == results.UserPending && rec.Secret == "" {
 			needValue = append(needValue, rec.UserID)
 		}
 	}
@@ -229,10 +229,12 @@ func jobFromPayload(p BulkResetPayload) results.Job {
 		Priority:          p.Priority,
 		CallbackURL:       p.CallbackURL,
 		Devices:           p.Devices,
+		DryRun:            p.DryRun,
 		TTL:               ttlFromSeconds(p.ResultTTLSeconds),
 	}
 }
 
 func sameJob(j results.Job, p BulkResetPayload) bool {
-	return j.Type == p.Type && j.ServiceProviderID == p.ServiceProviderID && j.GroupID == p.GroupID && j.AllUsers == p.AllUsers
+	return j.Type == p.Type && j.ServiceProviderID == p.ServiceProviderID && j.GroupID == p.GroupID &&
+		j.AllUsers == p.AllUsers && j.DryRun == p.DryRun
 }

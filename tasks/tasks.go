@@ -91,6 +91,9 @@ type BulkResetPayload struct {
 	RequestedBy string `json:"requestedBy,omitempty"`
 	// CallbackURL receives a POST with the job summary (never secrets) when it completes.
 	CallbackURL string `json:"callbackUrl,omitempty"`
+	// DryRun checks every user (exists, has the service the credential needs, and for
+	// device steps a group-level device) without generating or setting anything.
+	DryRun bool `json:"dryRun,omitempty"`
 	// Resume restarts the fan-out of a job whose user list is already in the record; the
 	// sweeper sets it when the original reset:bulk task was lost. Users must be empty.
 	Resume bool `json:"resume,omitempty"`
@@ -303,6 +306,7 @@ func NewResumeTask(job results.Job, queue string) (*asynq.Task, error) {
 		JobID: job.ID, Type: job.Type, ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID,
 		AllUsers: job.AllUsers, Resume: !job.AllUsers, Priority: job.Priority, RequestedBy: job.RequestedBy,
 		CallbackURL: job.CallbackURL, Devices: job.Devices, ResultTTLSeconds: int64(job.TTL / time.Second),
+		DryRun: job.DryRun,
 	}
 	return NewBulkResetTask(p, asynq.Queue(queue))
 }

@@ -43,6 +43,8 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	case rec.State != results.UserPending:
 		log.Debug().Str("state", string(rec.State)).Msg("user already settled, duplicate delivery ignored")
 		return nil
+	case status.DryRun:
+		return h.checkUser(ctx, p, rec)
 	case rec.Secret == "":
 		return h.fail(ctx, p, rec, "no new value was written for this user before its task ran; submit the user again")
 	}
