@@ -13,7 +13,7 @@ import (
 
 // Row is one user in the exported result. Applied users carry the new value in
 // NewPassword (NewPasscode for voicemail); failed users carry Error. A user still pending,
-// or failed without a definitive answer from Odin, carries Error saying so and the value
+// or failed without a definitive response from Odin, carries Error saying so and the value
 // written ahead for it, because that value may have reached Odin.
 type Row struct {
 	UserID      string `json:"userId"`

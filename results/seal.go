@@ -73,7 +73,7 @@ type Key struct {
 }
 
 // ID returns the key's public identifier: the first 8 hex digits of the SHA-256 of the key.
-// It is stored with every value the key seals, so rotation knows which key to use.
+// It is stored with every value the key seals, so a keyring finds the key to open it with.
 func (k Key) ID() string { return k.id }
 
 // ParseKey decodes a base64 (standard or URL alphabet, padded or not) 32-byte key.

@@ -121,7 +121,7 @@ type Job struct {
 	// Cursor is how many users, in submission order, the fan-out has enqueued.
 	Cursor int
 	State  JobState
-	// Reason says why a running job is waiting (for example a failed Odin login); empty
+	// Reason is the cause a running job is waiting for (for example a failed Odin login); empty
 	// when nothing blocks it.
 	Reason      string
 	RequestedBy string
@@ -151,7 +151,7 @@ func (j Job) Pending() int {
 	return 0
 }
 
-// UserRecord is what the record holds for one user.
+// UserRecord is the stored state of one user in a job.
 type UserRecord struct {
 	UserID string
 	State  UserState
@@ -163,7 +163,7 @@ type UserRecord struct {
 	// Regenerated is true once a rule rejection made the worker replace the value.
 	Regenerated bool
 	AppliedAt   time.Time
-	// Reason is why the user failed, from Odin or the worker.
+	// Reason is the cause of a failure, from Odin or the worker.
 	Reason string
 	// Device is the outcome of the device step of a SIP job ("rebuilt", "reset",
 	// "skipped: ...", "failed: ..."), empty when there is none.
@@ -171,7 +171,7 @@ type UserRecord struct {
 	// DeviceName is the user's phone, recorded by the device step.
 	DeviceName string
 	// Unconfirmed is true for a failed user whose value may still have reached Odin: the
-	// last attempts failed without a definitive answer (timeouts, crashes), so the export
+	// last attempts failed without a definitive response (timeouts, crashes), so the export
 	// shows the value next to the error.
 	Unconfirmed bool
 

@@ -98,7 +98,7 @@ func (h *Handlers) postCallback(ctx context.Context, url string, summary Summary
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("completion callback answered %s", resp.Status)
+		return fmt.Errorf("completion callback failed: the receiver returned %s", resp.Status)
 	}
 	zerolog.Ctx(ctx).Info().Int("status", resp.StatusCode).Msg("completion callback delivered")
 	return nil

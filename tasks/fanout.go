@@ -152,10 +152,10 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 	return nil
 }
 
-// generate asks Odin for n new values of the credential type, in one call where Odin
-// accepts a count. When Odin returns another number of values than requested, it asks
-// again in batches of the size Odin returned; when it rejects the count with a 4xx, it
-// halves the batch size. Values from a call with the wrong count are discarded: none of
+// generate requests n new values of the credential type from Odin, in one call where Odin
+// accepts a count. When Odin returns another number of values than requested, it requests
+// the rest in batches of the size Odin returned. When Odin rejects the count with a 4xx,
+// it halves the batch size. Values from a call with the wrong count are discarded: none of
 // them has been sent anywhere.
 func (h *Handlers) generate(ctx context.Context, t results.CredentialType, sp, group string, n int) ([]string, error) {
 	values := make([]string, 0, n)

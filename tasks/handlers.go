@@ -91,8 +91,8 @@ func permanent(err error) error {
 	return fmt.Errorf("%w (%w)", err, asynq.SkipRetry)
 }
 
-// WaitError asks asynq to run the task again after Delay without counting a failed
-// attempt: the task was not tried, because the fleet is paused or rate-limited.
+// WaitError makes asynq run the task again after Delay without counting a failed
+// attempt, because the task did not reach Odin: the fleet is paused or rate-limited.
 type WaitError struct {
 	Delay  time.Duration
 	Reason string

@@ -16,10 +16,10 @@ const (
 	RetryCap  = 5 * time.Minute
 )
 
-// RetryDelay is the asynq.Config.RetryDelayFunc of the worker: for a *WaitError, its
-// delay; for an Odin error with Retry-After, at least that; otherwise exponential backoff
-// from RetryBase doubling per attempt, capped at RetryCap, with jitter of up to +25% so
-// a batch that failed together does not retry together.
+// RetryDelay is the asynq.Config.RetryDelayFunc of the worker. A *WaitError gets its own
+// delay. Other errors get exponential backoff from RetryBase, doubling per attempt and
+// capped at RetryCap, or Odin's Retry-After when that is longer. Jitter of up to +25%
+// keeps a batch that failed together from retrying together.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	var wait *WaitError
 	if errors.As(err, &wait) {

@@ -94,10 +94,10 @@ type BulkResetPayload struct {
 	// DryRun checks every user (exists, has the service the credential needs, and for
 	// device steps a group-level device) without generating or setting anything.
 	DryRun bool `json:"dryRun,omitempty"`
-	// Resume restarts the fan-out of a job whose user list is already in the record; the
+	// Resume restarts the fan-out of a job whose user list is already in the record. The
 	// sweeper sets it when the original reset:bulk task was lost. Users must be empty.
 	Resume bool `json:"resume,omitempty"`
-	// Devices asks SIP jobs to rebuild ("rebuild") or rebuild and re-sync ("reset") each
+	// Devices makes SIP jobs rebuild ("rebuild") or rebuild and re-sync ("reset") each
 	// affected phone after its users' passwords are set.
 	Devices results.DeviceMode `json:"devices,omitempty"`
 }

@@ -172,8 +172,8 @@ func (h *Handlers) fail(ctx context.Context, p UserResetPayload, rec results.Use
 // archives the task instead of retrying it.
 func (h *Handlers) failAttempts(ctx context.Context, p UserResetPayload, rec results.UserRecord, reason string, attempts int, cause error) error {
 	if attempts > 0 && !odin.IsPermanent(cause) {
-		// Without a definitive answer from Odin, one of the attempts may have set the
-		// value: the export shows it next to the error.
+		// Without a definitive response from Odin, one of the attempts may have set the
+		// value, so the export shows it next to the error.
 		rec.Unconfirmed = true
 	}
 	completed, err := h.Store.MarkFailed(ctx, p.JobID, rec, reason, attempts)
