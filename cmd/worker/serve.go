@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -71,6 +72,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 		return &usageError{fmt.Errorf("Odin client: %w", err)}
 	}
 	store := results.NewStore(rdb, results.WithSealer(sealer))
+	if err := m.WatchFleet(store, limiter); err != nil {
+		return err
+	}
 
 	w, err := worker.New(worker.Config{
 		RedisConnOpt: redisOpt, Redis: rdb, Store: store, Odin: client, Limiter: limiter,
@@ -129,10 +133,16 @@ func startHTTP(cfg Config, log zerolog.Logger, rdb redis.UniversalClient, redisO
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	// ContinueOnError keeps the Odin and reset metrics scrapeable while Redis, which the
+	// queue and job gauges read, is unreachable.
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      scrapeErrorLog{log},
+	}))
 
+	var mon *asynqmon.HTTPHandler
 	if cfg.MonitoringUser != "" {
-		mon := asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: !cfg.MonitoringWritable})
+		mon = asynqmon.New(asynqmon.Options{RootPath: "/monitoring", RedisConnOpt: redisOpt, ReadOnly: !cfg.MonitoringWritable})
 		mux.Handle("/monitoring/", basicAuth(cfg.MonitoringUser, cfg.monitoringPassword, mon))
 		log.Info().Bool("writable", cfg.MonitoringWritable).Str("path", "/monitoring/").Msg("asynqmon dashboard on, behind basic authentication")
 	} else {
@@ -141,9 +151,16 @@ func startHTTP(cfg Config, log zerolog.Logger, rdb redis.UniversalClient, redisO
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
+		if mon != nil {
+			mon.Close()
+		}
 		return nil, fmt.Errorf("listen on HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Addr is the bound address, so a port of 0 in HTTP_ADDR reads back as the real one.
+	srv := &http.Server{Addr: ln.Addr().String(), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if mon != nil {
+		srv.RegisterOnShutdown(func() { mon.Close() })
+	}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
@@ -168,4 +185,12 @@ func basicAuth(user, password string, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// scrapeErrorLog logs the errors promhttp meets while it gathers metrics, such as a Redis
+// read that failed.
+type scrapeErrorLog struct{ log zerolog.Logger }
+
+func (l scrapeErrorLog) Println(v ...any) {
+	l.log.Warn().Str("component", "metrics").Msg(strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
 }

@@ -1,6 +1,7 @@
 // Package metrics defines the worker's Prometheus metrics: Odin requests by endpoint and
 // status with their latency, resets by type and outcome, fleet-limiter waits and pauses,
-// jobs by state, and asynq's queue sizes. No label ever carries a user ID or a secret.
+// jobs by state, and asynq's queue metrics under asynq's own names. No label ever
+// carries a user ID or a secret.
 package metrics
 
 import (
@@ -31,8 +32,9 @@ type Metrics struct {
 	pauses       prometheus.Counter
 }
 
-// New registers every collector on a fresh registry. inspector, when not nil, adds the
-// asynq queue sizes.
+// New registers every collector on a fresh registry. inspector, when not nil, adds
+// asynq's queue metrics (asynq_queue_size, asynq_tasks_enqueued_total and the others of
+// asynq's own collector), read from Redis at each scrape.
 func New(inspector *asynq.Inspector) *Metrics {
 	m := &Metrics{
 		Registry: prometheus.NewRegistry(),
@@ -71,6 +73,17 @@ func New(inspector *asynq.Inspector) *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if inspector != nil {
 		m.Registry.MustRegister(&queueCollector{inspector: inspector})
+	}
+
+	// Create the series with known labels at 0, so rate() and alerts see them before the
+	// first event instead of a missing series.
+	for _, t := range []results.CredentialType{results.SIP, results.Voicemail, results.Web} {
+		for _, outcome := range []results.UserState{results.UserApplied, results.UserFailed} {
+			m.resets.WithLabelValues(string(t), string(outcome))
+		}
+	}
+	for _, reason := range []string{"rate_limit", "pause"} {
+		m.limiterDelay.WithLabelValues(reason)
 	}
 	return m
 }
@@ -126,34 +139,4 @@ func (l *Limiter) Wait(ctx context.Context) error {
 func (l *Limiter) Pause(ctx context.Context, d time.Duration, reason string) error {
 	l.m.pauses.Inc()
 	return l.Limiter.Pause(ctx, d, reason)
-}
-
-// queueCollector reports asynq's queue sizes at scrape time.
-type queueCollector struct {
-	inspector *asynq.Inspector
-}
-
-var queueSizeDesc = prometheus.NewDesc("odinreset_asynq_queue_tasks",
-	"Tasks in each asynq queue by state, read at scrape time.", []string{"queue", "state"}, nil)
-
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- queueSizeDesc }
-
-func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	queues, err := c.inspector.Queues()
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(queueSizeDesc, err)
-		return
-	}
-	for _, q := range queues {
-		info, err := c.inspector.GetQueueInfo(q)
-		if err != nil {
-			continue
-		}
-		for state, n := range map[string]int{
-			"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
-			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed,
-		} {
-			ch <- prometheus.MustNewConstMetric(queueSizeDesc, prometheus.GaugeValue, float64(n), q, state)
-		}
-	}
 }
