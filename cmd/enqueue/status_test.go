@@ -1,0 +1,147 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/odinreset/odinreset/internal/testredis"
+	"github.com/odinreset/odinreset/results"
+)
+
+func TestStatusGolden(t *testing.T) {
+	t.Parallel()
+	rd := testredis.New(t)
+	seedJob(t, rd, results.Plaintext{}, "job-running", false)
+	seedJob(t, rd, results.Plaintext{}, "job-done", true)
+	// Ten seconds after the start, three users are settled: 0.3 users/s, two left.
+	now := t0.Add(12 * time.Second)
+
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		golden string
+	}{
+		{name: "running json", args: []string{"status", "job-running", "--json"}, code: exitOK, golden: "status-running.json"},
+		{name: "running text", args: []string{"status", "job-running"}, code: exitOK, golden: "status-running.txt"},
+		{name: "completed json", args: []string{"status", "--json", "job-done"}, code: exitFailed, golden: "status-completed.json"},
+		{name: "completed text", args: []string{"status", "job-done"}, code: exitFailed, golden: "status-completed.txt"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := runCLI(t, invocation{now: now}, append(tc.args, "--redis-url", rd.URL)...)
+			if got.code != tc.code {
+				t.Fatalf("exit code %d, want %d\n%s", got.code, tc.code, got)
+			}
+			if got.stderr != "" {
+				t.Errorf("stderr = %q, want nothing", got.stderr)
+			}
+			checkGolden(t, tc.golden, got.stdout)
+			if strings.Contains(got.stdout, "Secret-") || strings.Contains(got.stdout, "T0KEN") {
+				t.Errorf("status shows a secret or the callback token:\n%s", got.stdout)
+			}
+		})
+	}
+}
+
+func TestStatusWatchPrintsChanges(t *testing.T) {
+	t.Parallel()
+	rd := testredis.New(t)
+	seedJob(t, rd, results.Plaintext{}, "job-done", true)
+
+	got := runCLI(t, invocation{}, "status", "job-done", "--watch", "--redis-url", rd.URL)
+	if got.code != exitFailed {
+		t.Fatalf("exit code %d, want 1 for a job with failed users\n%s", got.code, got)
+	}
+	if n := strings.Count(got.stdout, "job         job-done"); n != 1 {
+		t.Errorf("status printed %d times, want once for a finished job:\n%s", n, got.stdout)
+	}
+
+	terminal := runCLI(t, invocation{terminal: true}, "status", "job-done", "--watch", "--redis-url", rd.URL)
+	if !strings.HasPrefix(terminal.stdout, "\x1b[H\x1b[2J") {
+		t.Errorf("terminal watch does not clear the screen first: %q", terminal.stdout[:min(20, len(terminal.stdout))])
+	}
+}
+
+func TestListGolden(t *testing.T) {
+	t.Parallel()
+	rd := testredis.New(t)
+	seedJob(t, rd, results.Plaintext{}, "job-running", false)
+	seedJob(t, rd, results.Plaintext{}, "job-done", true)
+	now := t0.Add(12 * time.Second)
+
+	tests := []struct {
+		name   string
+		args   []string
+		golden string
+	}{
+		{name: "table", args: []string{"list"}, golden: "list.txt"},
+		{name: "json", args: []string{"list", "--json", "--limit", "5"}, golden: "list.json"},
+		{name: "quiet", args: []string{"list", "--quiet"}, golden: "list-quiet.txt"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := runCLI(t, invocation{now: now}, append(tc.args, "--redis-url", rd.URL)...)
+			if got.code != exitOK {
+				t.Fatalf("list: %s", got)
+			}
+			// Both jobs were created at t0. Redis orders equal scores by member, so
+			// job-running comes before job-done.
+			checkGolden(t, tc.golden, got.stdout)
+		})
+	}
+
+	limited := runCLI(t, invocation{now: now}, "list", "--json", "--limit", "1", "--redis-url", rd.URL)
+	var views []jobView
+	if err := json.Unmarshal([]byte(limited.stdout), &views); err != nil || len(views) != 1 {
+		t.Errorf("list --limit 1 = %v (%v), want one job", views, err)
+	}
+
+	empty := runCLI(t, invocation{}, "list", "--redis-url", testredis.New(t).URL)
+	if empty.code != exitOK || empty.stdout != "" {
+		t.Errorf("list of empty Redis: %s", empty)
+	}
+	requireStderr(t, empty, "no jobs in Redis at")
+}
+
+func TestJobProgress(t *testing.T) {
+	start := t0
+	tests := []struct {
+		name string
+		job  results.Job
+		now  time.Time
+		want progressOf
+	}{
+		{name: "not started", job: results.Job{State: results.JobQueued}, now: start, want: progressOf{}},
+		{
+			name: "running",
+			job:  results.Job{State: results.JobRunning, UsersLoaded: true, Total: 100, Applied: 15, Failed: 5, StartedAt: start},
+			now:  start.Add(10 * time.Second),
+			want: progressOf{settled: 20, perSecond: 2, eta: 40 * time.Second, etaKnown: true},
+		},
+		{
+			name: "completed uses the end time",
+			job:  results.Job{State: results.JobCompleted, UsersLoaded: true, Total: 10, Applied: 10, StartedAt: start, CompletedAt: start.Add(5 * time.Second)},
+			now:  start.Add(time.Hour),
+			want: progressOf{settled: 10, perSecond: 2},
+		},
+		{
+			name: "clock behind the start",
+			job:  results.Job{State: results.JobRunning, UsersLoaded: true, Total: 10, Applied: 1, StartedAt: start},
+			now:  start.Add(-time.Second),
+			want: progressOf{settled: 1},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := jobProgress(tc.job, tc.now)
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(progressOf{})); diff != "" {
+				t.Errorf("jobProgress (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

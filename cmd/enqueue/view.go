@@ -1,0 +1,209 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/odinreset/odinreset/results"
+)
+
+// jobView is the JSON form of a job in "status --json" and "list --json". Field names
+// and meanings are a stable interface for scripts. Times are RFC 3339 in UTC and absent
+// when not reached yet.
+type jobView struct {
+	JobID             string `json:"jobId"`
+	State             string `json:"state"`
+	Reason            string `json:"reason,omitempty"`
+	Type              string `json:"type"`
+	ServiceProviderID string `json:"serviceProviderId"`
+	GroupID           string `json:"groupId"`
+	AllUsers          bool   `json:"allUsers"`
+	// UsersLoaded is false, and Total 0, until the worker has stored the user list.
+	UsersLoaded bool `json:"usersLoaded"`
+	Total       int  `json:"total"`
+	Applied     int  `json:"applied"`
+	Failed      int  `json:"failed"`
+	Pending     int  `json:"pending"`
+	// Enqueued counts the users whose reset:user task the fan-out has enqueued.
+	Enqueued    int    `json:"enqueued"`
+	Devices     string `json:"devices,omitempty"`
+	DeviceTotal int    `json:"deviceTotal,omitempty"`
+	DeviceDone  int    `json:"deviceDone,omitempty"`
+	Priority    string `json:"priority"`
+	RequestedBy string `json:"requestedBy,omitempty"`
+	// CallbackURL shows only the scheme and host: the rest may carry a token.
+	CallbackURL string `json:"callbackUrl,omitempty"`
+	// UsersPerSecond is the settled users per second since the job started.
+	UsersPerSecond float64 `json:"usersPerSecond"`
+	// ETASeconds estimates the time left at that rate, and is absent when unknown.
+	ETASeconds       *int64            `json:"etaSeconds,omitempty"`
+	ResultTTLSeconds int64             `json:"resultTtlSeconds"`
+	CreatedAt        string            `json:"createdAt,omitempty"`
+	StartedAt        string            `json:"startedAt,omitempty"`
+	CompletedAt      string            `json:"completedAt,omitempty"`
+	Audit            map[string]string `json:"audit,omitempty"`
+}
+
+// progressOf is how far a job is: settled users, rate since the start and estimated
+// time left.
+type progressOf struct {
+	settled   int
+	perSecond float64
+	eta       time.Duration
+	etaKnown  bool
+}
+
+func jobProgress(job results.Job, now time.Time) progressOf {
+	p := progressOf{settled: job.Applied + job.Failed}
+	if job.StartedAt.IsZero() {
+		return p
+	}
+	end := now
+	if job.State.Finished() && !job.CompletedAt.IsZero() {
+		end = job.CompletedAt
+	}
+	elapsed := end.Sub(job.StartedAt)
+	if elapsed <= 0 {
+		return p
+	}
+	p.perSecond = float64(p.settled) / elapsed.Seconds()
+	if job.State == results.JobRunning && job.UsersLoaded && p.perSecond > 0 {
+		p.eta = time.Duration(float64(job.Pending()) / p.perSecond * float64(time.Second))
+		p.etaKnown = true
+	}
+	return p
+}
+
+func newJobView(job results.Job, audit map[string]string, now time.Time) jobView {
+	prog := jobProgress(job, now)
+	v := jobView{
+		JobID: job.ID, State: string(job.State), Reason: job.Reason, Type: string(job.Type),
+		ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID, AllUsers: job.AllUsers,
+		UsersLoaded: job.UsersLoaded, Total: job.Total, Applied: job.Applied, Failed: job.Failed,
+		Pending: job.Pending(), Enqueued: job.Cursor,
+		Devices: string(job.Devices), DeviceTotal: job.DeviceTotal, DeviceDone: job.DeviceDone,
+		Priority: job.Priority, RequestedBy: job.RequestedBy, CallbackURL: redactURL(job.CallbackURL),
+		UsersPerSecond:   roundTo(prog.perSecond, 2),
+		ResultTTLSeconds: int64(ttlOf(job) / time.Second),
+		CreatedAt:        formatTime(job.CreatedAt),
+		StartedAt:        formatTime(job.StartedAt),
+		CompletedAt:      formatTime(job.CompletedAt),
+	}
+	if prog.etaKnown {
+		seconds := int64(prog.eta.Round(time.Second) / time.Second)
+		v.ETASeconds = &seconds
+	}
+	if len(audit) > 0 {
+		v.Audit = audit
+	}
+	return v
+}
+
+func ttlOf(job results.Job) time.Duration {
+	if job.TTL == 0 {
+		return results.DefaultTTL
+	}
+	return job.TTL
+}
+
+func roundTo(f float64, decimals int) float64 {
+	scale := 1.0
+	for range decimals {
+		scale *= 10
+	}
+	return float64(int64(f*scale+0.5)) / scale
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// printStatus writes the human form of a job's status.
+func printStatus(w io.Writer, job results.Job, audit map[string]string, now time.Time) {
+	prog := jobProgress(job, now)
+	line := func(label, format string, args ...any) {
+		fmt.Fprintf(w, "%-11s %s\n", label, fmt.Sprintf(format, args...))
+	}
+
+	line("job", "%s", job.ID)
+	line("state", "%s", job.State)
+	if job.Reason != "" {
+		line("reason", "%s", job.Reason)
+	}
+	line("type", "%s", job.Type)
+	line("group", "%s (service provider %s)", job.GroupID, job.ServiceProviderID)
+	line("users", "%s", describeUsers(job))
+	if job.Devices != results.DevicesNone {
+		line("devices", "%s: %d of %d done", job.Devices, job.DeviceDone, job.DeviceTotal)
+	}
+	if !job.StartedAt.IsZero() {
+		line("rate", "%.1f users/s since the start", prog.perSecond)
+	}
+	if prog.etaKnown {
+		line("eta", "%s (about %s)", formatDuration(prog.eta), now.Add(prog.eta).UTC().Format(time.RFC3339))
+	}
+	line("priority", "%s", job.Priority)
+	if job.RequestedBy != "" {
+		line("requested", "by %s", job.RequestedBy)
+	}
+	if by, ok := audit["submitted_by"]; ok {
+		line("submitted", "%s by %s from %s", audit["submitted_at"], by, audit["submitted_from"])
+	}
+	if by, ok := audit["cancelled_by"]; ok {
+		line("cancelled", "%s by %s", audit["cancelled_at"], by)
+	}
+	line("created", "%s", orDash(formatTime(job.CreatedAt)))
+	line("started", "%s", orDash(formatTime(job.StartedAt)))
+	line("completed", "%s", orDash(formatTime(job.CompletedAt)))
+	line("result ttl", "%s after the job's last change", formatDuration(ttlOf(job)))
+	if job.CallbackURL != "" {
+		line("callback", "%s", redactURL(job.CallbackURL))
+	}
+}
+
+func describeUsers(job results.Job) string {
+	if !job.UsersLoaded {
+		if job.AllUsers {
+			return "all users of the group; not listed yet"
+		}
+		return "not loaded yet"
+	}
+	return fmt.Sprintf("%d applied, %d failed, %d pending of %d", job.Applied, job.Failed, job.Pending(), job.Total)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// progressLine is one line of --wait progress.
+func progressLine(job results.Job, now time.Time, startAt time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "job %s: %s", job.ID, job.State)
+	switch {
+	case job.State == results.JobQueued && !startAt.IsZero() && now.Before(startAt):
+		fmt.Fprintf(&b, ", starts at %s", startAt.UTC().Format(time.RFC3339))
+	case job.State == results.JobQueued:
+		b.WriteString(", waiting for a worker to start it")
+	case !job.UsersLoaded:
+		b.WriteString(", loading users")
+	default:
+		prog := jobProgress(job, now)
+		fmt.Fprintf(&b, ", %d of %d done (%d applied, %d failed), %.1f users/s",
+			prog.settled, job.Total, job.Applied, job.Failed, prog.perSecond)
+		if prog.etaKnown {
+			fmt.Fprintf(&b, ", ETA %s", formatDuration(prog.eta))
+		}
+	}
+	if job.Reason != "" {
+		fmt.Fprintf(&b, "; waiting: %s", job.Reason)
+	}
+	return b.String()
+}
