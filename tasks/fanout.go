@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/odinreset/odinreset/odin"
 	"github.com/odinreset/odinreset/results"
@@ -115,24 +117,33 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 		}
 	}
 	if len(needValue) > 0 {
-		values, err := h.generate(ctx, p.Type, p.ServiceProviderID, p.GroupID, len(needValue))
-		if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) {
+		values, genErr := h.generate(ctx, p.Type, p.ServiceProviderID, p.GroupID, len(needValue))
+		if genErr != nil && odin.IsPermanent(genErr) && !odin.IsAuthFailure(genErr) {
 			// Odin will not generate values for this group (unknown group, no permission):
 			// no user of the job can be reset, so record that for each of them.
-			return h.failRemaining(ctx, p, queue, "cannot generate new values: "+odinReason(err))
+			return h.failRemaining(ctx, p, queue, "cannot generate new values: "+odinReason(genErr))
 		}
-		if err != nil {
-			return h.odinFailure(ctx, p.JobID, err)
+		// After a transient failure, values holds what Odin generated before it: keeping
+		// them lets the retried fan-out enqueue those users and generate only the rest.
+		if len(values) > 0 {
+			secrets := make(map[string]string, len(values))
+			for i, value := range values {
+				secrets[needValue[i]] = value
+			}
+			if _, err := h.Store.WriteAhead(ctx, p.JobID, secrets); err != nil {
+				return fmt.Errorf("write values ahead: %w", err)
+			}
 		}
-		secrets := make(map[string]string, len(needValue))
-		for i, u := range needValue {
-			secrets[u] = values[i]
-		}
-		if _, err := h.Store.WriteAhead(ctx, p.JobID, secrets); err != nil {
-			return fmt.Errorf("write values ahead: %w", err)
+		if genErr != nil {
+			return h.odinFailure(ctx, p.JobID, genErr)
 		}
 	}
 
+	// Each enqueue is one Redis round trip. Sent one after the other they made the
+	// fan-out of a large job slower than the workers resetting its users, so a few are
+	// kept in flight at once.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(enqueueParallelism)
 	for _, rec := range recs {
 		if rec.State != results.UserPending {
 			continue
@@ -142,24 +153,38 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 			ServiceProviderID: p.ServiceProviderID, GroupID: p.GroupID,
 		}, queue)
 		if err != nil {
+			_ = g.Wait()
 			return err
 		}
-		_, err = h.Client.EnqueueContext(ctx, task)
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return fmt.Errorf("enqueue reset of user %q: %w", rec.UserID, err)
-		}
+		g.Go(func() error {
+			_, err := h.Client.EnqueueContext(gctx, task)
+			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				return fmt.Errorf("enqueue reset of user %q: %w", rec.UserID, err)
+			}
+			return nil
+		})
 	}
-	return nil
+	return g.Wait()
 }
+
+// enqueueParallelism is how many reset:user tasks the fan-out enqueues at once.
+const enqueueParallelism = 16
 
 // generate requests n new values of the credential type from Odin, in one call where Odin
 // accepts a count. When Odin returns another number of values than requested, it requests
 // the rest in batches of the size Odin returned. When Odin rejects the count with a 4xx,
 // it halves the batch size. Values from a call with the wrong count are discarded: none of
 // them has been sent anywhere.
+//
+// A transient failure (5xx, reset, timeout) halves the batch and is retried after a short
+// backoff, up to maxGenerateFaults failures in a row. That matters where the SIP generator
+// ignores the count: one batch is then as many requests as values, and a long batch would
+// rarely get through an Odin that fails a few percent of requests. On an error, generate
+// returns the values it already has with the error.
 func (h *Handlers) generate(ctx context.Context, t results.CredentialType, sp, group string, n int) ([]string, error) {
 	values := make([]string, 0, n)
 	batch := n
+	faults := 0
 	for len(values) < n {
 		want := min(batch, n-len(values))
 		got, err := h.generateOnce(ctx, t, sp, group, want)
@@ -167,16 +192,43 @@ func (h *Handlers) generate(ctx context.Context, t results.CredentialType, sp, g
 		switch {
 		case err == nil:
 			values = append(values, got...)
+			faults = 0
 		case errors.As(err, &countErr) && want > 1:
 			// Odin caps the count below what was asked: ask for what it returned.
 			batch = max(1, min(countErr.Got, want-1))
 		case odin.IsPermanent(err) && !odin.IsAuthFailure(err) && want > 1:
 			batch = want / 2
+		case retryInPlace(err) && faults < maxGenerateFaults:
+			faults++
+			batch = max(1, want/2)
+			if err := sleep(ctx, generateBackoff<<(faults-1)); err != nil {
+				return values, err
+			}
 		default:
-			return nil, err
+			return values, err
 		}
 	}
 	return values, nil
+}
+
+// Retries of a generator call that failed transiently: at most maxGenerateFaults in a
+// row, the first after generateBackoff, doubling (0.25 s to 4 s, 7.75 s in all).
+const (
+	maxGenerateFaults = 5
+	generateBackoff   = 250 * time.Millisecond
+)
+
+// retryInPlace reports whether a failed generator call may be repeated at once: a
+// transient fault, but not a 429 or a Retry-After, which pause the fleet instead.
+func retryInPlace(err error) bool {
+	var rateLimited *odin.RateLimitError
+	if errors.As(err, &rateLimited) {
+		return false
+	}
+	if _, ok := odin.RetryAfter(err); ok {
+		return false
+	}
+	return odin.IsTransient(err)
 }
 
 func (h *Handlers) generateOnce(ctx context.Context, t results.CredentialType, sp, group string, n int) ([]string, error) {
