@@ -98,6 +98,19 @@ func TestResultsKeys(t *testing.T) {
 	}
 }
 
+func TestResultsPlaintextWithKey(t *testing.T) {
+	t.Parallel()
+	rd := testredis.New(t)
+	seedJob(t, rd, results.Plaintext{}, "job-done", true)
+	_, encoded := testKey(t, 1)
+
+	got := runCLI(t, invocation{env: map[string]string{"RESULTS_KEY": encoded}}, "results", "job-done", "--redis-url", rd.URL)
+	if got.code != exitUsage {
+		t.Fatalf("exit code %d, want 2\n%s", got.code, got)
+	}
+	requireStderr(t, got, "plaintext secret but a results key is configured", "RESULTS_KEY and RESULTS_KEY_FILE unset")
+}
+
 func TestResultsDelete(t *testing.T) {
 	t.Parallel()
 	rd := testredis.New(t)

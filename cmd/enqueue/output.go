@@ -64,14 +64,22 @@ func (a *app) writeResults(ctx context.Context, store *results.Store, jobID, for
 	if out == "" {
 		var buf bytes.Buffer
 		if err := write(&buf); err != nil {
-			return err
+			return explainReadError(err)
 		}
 		if _, err := a.stdout.Write(buf.Bytes()); err != nil {
 			return fmt.Errorf("write standard output: %w", err)
 		}
 		return nil
 	}
-	return writeFileAtomic(out, write)
+	return explainReadError(writeFileAtomic(out, write))
+}
+
+// explainReadError adds the fix to a results error whose message lacks one.
+func explainReadError(err error) error {
+	if errors.Is(err, results.ErrPlaintextRefused) {
+		return fmt.Errorf("%w: the workers stored this job without a results key, so read it with RESULTS_KEY and RESULTS_KEY_FILE unset", err)
+	}
+	return err
 }
 
 // writeFileAtomic writes a file with mode 0600 through a temporary file in the same

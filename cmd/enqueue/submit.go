@@ -124,11 +124,11 @@ func (a *app) cmdSubmit(ctx context.Context, args []string) error {
 		return nil
 	}
 
-	job, err := a.waitForJob(ctx, c, a.metaStore(c), sub.payload.JobID, sub.timeout, sub.startAt)
+	store := a.secretStore(c, sealer)
+	job, err := a.waitForJob(ctx, c, a.metaStore(c), store, sub.payload.JobID, sub.timeout, sub.startAt)
 	if err != nil {
 		return err
 	}
-	store := a.secretStore(c, sealer)
 	if err := a.writeResults(ctx, store, job.ID, o.format, o.out); err != nil {
 		return c.wrap(fmt.Errorf("job %s finished, but writing its results failed: %w; collect them with: enqueue results %s", job.ID, err, job.ID))
 	}
@@ -203,11 +203,11 @@ func (a *app) validateSubmission(o *submitOptions, set map[string]bool) (submiss
 	}
 	check.Devices = p.Devices
 
-	startAt, schedProblems := parseSchedule(o.at, o.in, now)
+	startAt, schedule, schedProblems := parseSchedule(o.at, o.in, now)
 	problems = append(problems, schedProblems...)
 	if !startAt.IsZero() {
 		sub.startAt = startAt
-		sub.options = append(sub.options, asynq.ProcessAt(startAt))
+		sub.options = append(sub.options, schedule)
 		// The record's TTL runs from its creation now, so it must outlive the wait.
 		delay := startAt.Sub(now)
 		if ttlProblem == "" && delay+scheduleMargin > ttl {
@@ -287,37 +287,39 @@ func parseTTL(v string) (time.Duration, string) {
 	return d, ""
 }
 
-// parseSchedule returns the start time from --at or --in, zero when neither is given.
-func parseSchedule(at, in string, now time.Time) (time.Time, []string) {
+// parseSchedule returns the start time from --at or --in and the asynq option that
+// delays the job: asynq.ProcessAt for --at, asynq.ProcessIn for --in. The time is zero
+// when neither flag is given.
+func parseSchedule(at, in string, now time.Time) (time.Time, asynq.Option, []string) {
 	switch {
 	case at != "" && in != "":
-		return time.Time{}, []string{"--at and --in exclude each other: give a start time or a delay, not both"}
+		return time.Time{}, nil, []string{"--at and --in exclude each other: give a start time or a delay, not both"}
 	case at != "":
 		t, err := time.Parse(time.RFC3339, strings.TrimSpace(at))
 		if err != nil {
-			return time.Time{}, []string{fmt.Sprintf("invalid --at %q: use an RFC 3339 time such as 2026-12-04T23:00:00+01:00", at)}
+			return time.Time{}, nil, []string{fmt.Sprintf("invalid --at %q: use an RFC 3339 time such as 2026-12-04T23:00:00+01:00", at)}
 		}
 		if !t.After(now) {
-			return time.Time{}, []string{fmt.Sprintf("--at %s is in the past (now %s): give a future time, or drop --at to start now", at, now.UTC().Format(time.RFC3339))}
+			return time.Time{}, nil, []string{fmt.Sprintf("--at %s is in the past (now %s): give a future time, or drop --at to start now", at, now.UTC().Format(time.RFC3339))}
 		}
 		if t.Sub(now) > maxScheduleAhead {
-			return time.Time{}, []string{fmt.Sprintf("--at %s is more than 30 days ahead: schedule at most 30 days ahead", at)}
+			return time.Time{}, nil, []string{fmt.Sprintf("--at %s is more than 30 days ahead: schedule at most 30 days ahead", at)}
 		}
-		return t, nil
+		return t, asynq.ProcessAt(t), nil
 	case in != "":
 		d, err := parseDuration(in)
 		if err != nil {
-			return time.Time{}, []string{fmt.Sprintf("invalid --in %q: use a duration such as 90m, 6h or 2d", in)}
+			return time.Time{}, nil, []string{fmt.Sprintf("invalid --in %q: use a duration such as 90m, 6h or 2d", in)}
 		}
 		if d <= 0 {
-			return time.Time{}, []string{fmt.Sprintf("invalid --in %q: use a positive duration such as 6h, or drop --in to start now", in)}
+			return time.Time{}, nil, []string{fmt.Sprintf("invalid --in %q: use a positive duration such as 6h, or drop --in to start now", in)}
 		}
 		if d > maxScheduleAhead {
-			return time.Time{}, []string{fmt.Sprintf("invalid --in %q: schedule at most 30 days (720h) ahead", in)}
+			return time.Time{}, nil, []string{fmt.Sprintf("invalid --in %q: schedule at most 30 days (720h) ahead", in)}
 		}
-		return now.Add(d), nil
+		return now.Add(d), asynq.ProcessIn(d), nil
 	}
-	return time.Time{}, nil
+	return time.Time{}, nil, nil
 }
 
 // checkWaitOptions validates --timeout, --format and --out, which only make sense with

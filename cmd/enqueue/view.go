@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"time"
 
@@ -70,7 +71,8 @@ func jobProgress(job results.Job, now time.Time) progressOf {
 	}
 	p.perSecond = float64(p.settled) / elapsed.Seconds()
 	if job.State == results.JobRunning && job.UsersLoaded && p.perSecond > 0 {
-		p.eta = time.Duration(float64(job.Pending()) / p.perSecond * float64(time.Second))
+		// Whole seconds, rounded up, so the estimate never reads 0s while users remain.
+		p.eta = time.Duration(math.Ceil(float64(job.Pending())/p.perSecond)) * time.Second
 		p.etaKnown = true
 	}
 	return p
@@ -92,7 +94,7 @@ func newJobView(job results.Job, audit map[string]string, now time.Time) jobView
 		CompletedAt:      formatTime(job.CompletedAt),
 	}
 	if prog.etaKnown {
-		seconds := int64(prog.eta.Round(time.Second) / time.Second)
+		seconds := int64(prog.eta / time.Second)
 		v.ETASeconds = &seconds
 	}
 	if len(audit) > 0 {

@@ -18,8 +18,10 @@ const redisOutageLimit = 30 * time.Second
 
 // waitForJob polls the job until it is finished and reports progress on standard error.
 // It returns an error with exit code 4 when timeout (zero for none) passes or ctx ends
-// first, saying that the job goes on.
-func (a *app) waitForJob(ctx context.Context, c *redisConn, store *results.Store, jobID string, timeout time.Duration, startAt time.Time) (results.Job, error) {
+// first, saying that the job goes on. As soon as the job has written a value, it reads
+// one through secrets, so a missing or wrong results key stops the wait at once (exit 2)
+// instead of after the whole job.
+func (a *app) waitForJob(ctx context.Context, c *redisConn, store, secrets *results.Store, jobID string, timeout time.Duration, startAt time.Time) (results.Job, error) {
 	var deadline <-chan time.Time
 	if timeout > 0 {
 		timer := time.NewTimer(timeout)
@@ -32,6 +34,7 @@ func (a *app) waitForJob(ctx context.Context, c *redisConn, store *results.Store
 	progress := a.newProgress(startAt)
 	var job results.Job
 	var failingSince time.Time
+	keyChecked := false
 	for {
 		current, err := store.Job(ctx, jobID)
 		switch {
@@ -51,6 +54,13 @@ func (a *app) waitForJob(ctx context.Context, c *redisConn, store *results.Store
 			failingSince = time.Time{}
 			job = current
 			progress.update(job, a.now())
+			if !keyChecked {
+				var err error
+				if keyChecked, err = checkReadable(ctx, secrets, job); err != nil {
+					progress.stop()
+					return job, unreadableError(job, err)
+				}
+			}
 			if job.State.Finished() {
 				progress.stop()
 				return job, nil
@@ -67,6 +77,41 @@ func (a *app) waitForJob(ctx context.Context, c *redisConn, store *results.Store
 		case <-ticker.C:
 		}
 	}
+}
+
+// checkReadable opens the first user's value of a job whose fan-out has started. It
+// returns true once a value was read, and a key error (results.ErrNoKey,
+// *results.KeyMismatchError, results.ErrPlaintextRefused) when the value cannot be. Any
+// other outcome, such as a first user without a value or a Redis error, is retried at
+// the next poll.
+func checkReadable(ctx context.Context, secrets *results.Store, job results.Job) (bool, error) {
+	if job.Cursor == 0 {
+		return false, nil
+	}
+	ids, err := secrets.UserIDs(ctx, job.ID, 0, 1)
+	if err != nil || len(ids) == 0 {
+		return false, nil
+	}
+	rec, err := secrets.User(ctx, job.ID, ids[0])
+	var mismatch *results.KeyMismatchError
+	switch {
+	case errors.Is(err, results.ErrNoKey), errors.Is(err, results.ErrPlaintextRefused), errors.As(err, &mismatch):
+		return false, err
+	case err != nil:
+		return false, nil
+	}
+	return rec.Secret != "", nil
+}
+
+// unreadableError reports a results key error found while waiting. It wraps err, so the
+// exit code is 2.
+func unreadableError(job results.Job, err error) error {
+	next := "the job continues; collect"
+	if job.State.Finished() {
+		next = "collect"
+	}
+	return fmt.Errorf("job %s is %s, but its new values cannot be read with this configuration: %w; %s the values with \"enqueue results %s\" once the key is set",
+		job.ID, job.State, explainReadError(err), next, job.ID)
 }
 
 func (a *app) stoppedWaiting(jobID string, job results.Job, cause string) error {

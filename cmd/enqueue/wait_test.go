@@ -128,7 +128,8 @@ func TestWaitWithoutResultsKey(t *testing.T) {
 	t.Parallel()
 	env := testenv.Start(t, testenv.Options{Sim: odintest.Config{Users: 3}})
 
-	// No sealer and no RESULTS_KEY: the job runs, but its encrypted values stay unread.
+	// No sealer and no RESULTS_KEY: the wait stops as soon as the first value is written,
+	// and the job goes on.
 	got := runCLI(t, invocation{stdin: seededUserList(3)},
 		"--redis-url", env.Redis.URL, "--service-provider", env.Sim.ServiceProviderID(), "--group", env.Sim.GroupID(),
 		"--type", "voicemail", "--users-file", "-", "--job-id", "no-key", "--wait")
@@ -138,7 +139,9 @@ func TestWaitWithoutResultsKey(t *testing.T) {
 	if got.stdout != "" {
 		t.Errorf("stdout = %q, want nothing", got.stdout)
 	}
-	requireStderr(t, got, "job no-key finished", "no results key is configured", "RESULTS_KEY", "enqueue results no-key")
+	requireStderr(t, got, "its new values cannot be read", "no results key is configured", "RESULTS_KEY",
+		"enqueue results no-key")
+	env.Wait("no-key", 30*time.Second)
 
 	// The values are still there for a run with the key.
 	again := runCLI(t, invocation{sealer: env.Keyring}, "results", "no-key", "--redis-url", env.Redis.URL)
