@@ -178,6 +178,19 @@ func TestRedisPasswordErrors(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("submit with wrong password enqueues nothing", func(t *testing.T) {
+		got := runCLI(t, invocation{env: map[string]string{"REDIS_PASSWORD": wrong}},
+			"--redis-url", "redis://"+addr+"/0", "--service-provider", "sp1", "--group", "grp1", "--type", "sip", "--user", "u@x")
+		if got.code != exitInfra {
+			t.Fatalf("exit code %d, want 3\n%s", got.code, got)
+		}
+		client := redis.NewClient(&redis.Options{Addr: addr, Password: password})
+		defer client.Close()
+		if n, err := client.DBSize(context.Background()).Result(); err != nil || n != 0 {
+			t.Errorf("database holds %d keys (%v), want none", n, err)
+		}
+	})
 }
 
 func TestCompletionScripts(t *testing.T) {
