@@ -24,7 +24,7 @@ const (
 
 func (a *app) cmdCancel(ctx context.Context, args []string) error {
 	fs := newFlagSet("cancel", cancelUsage, cancelExamples, a.stdout)
-	redisURL := fs.String("redis-url", "", "Redis URL `redis://host:port/db` (default $REDIS_URL)")
+	redisURL := fs.String("redis-url", "", redisURLHelp)
 	requestedBy := fs.String("requested-by", "", "who cancels the job, stored with it (default: the OS user name)")
 	positional, err := parseArgs(fs, args)
 	if err != nil {

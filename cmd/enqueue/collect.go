@@ -9,7 +9,7 @@ import (
 // the record afterwards.
 func (a *app) cmdResults(ctx context.Context, args []string) error {
 	fs := newFlagSet("results", resultsUsage, resultsExamples, a.stdout)
-	redisURL := fs.String("redis-url", "", "Redis URL `redis://host:port/db` (default $REDIS_URL)")
+	redisURL := fs.String("redis-url", "", redisURLHelp)
 	format := fs.String("format", "json", "output format, json or csv")
 	out := fs.String("out", "", "write the results to this `file` (mode 0600, replaced atomically) instead of standard output")
 	del := fs.Bool("delete", false, "delete the job's record after the results were written; only for a finished job")

@@ -17,6 +17,9 @@ import (
 	"github.com/odinreset/odinreset/results"
 )
 
+// redisURLHelp is the help text of every command's --redis-url flag.
+const redisURLHelp = "Redis `URL`, redis://[user:password@]host:port/db or rediss:// for TLS (default: $REDIS_URL)"
+
 // pingTimeout bounds the first contact with Redis, so an unreachable server fails fast
 // with the address instead of hanging.
 const pingTimeout = 10 * time.Second

@@ -13,7 +13,7 @@ const maxListLimit = 1000
 
 func (a *app) cmdList(ctx context.Context, args []string) error {
 	fs := newFlagSet("list", listUsage, listExamples, a.stdout)
-	redisURL := fs.String("redis-url", "", "Redis URL `redis://host:port/db` (default $REDIS_URL)")
+	redisURL := fs.String("redis-url", "", redisURLHelp)
 	limit := fs.Int("limit", 20, "show at most this many jobs, newest first (1 to 1000)")
 	asJSON := fs.Bool("json", false, "print a JSON array of jobs")
 	quiet := fs.Bool("quiet", false, "print only the job IDs, one per line (shell completion uses it)")

@@ -12,7 +12,7 @@ import (
 
 func (a *app) cmdStatus(ctx context.Context, args []string) error {
 	fs := newFlagSet("status", statusUsage, statusExamples, a.stdout)
-	redisURL := fs.String("redis-url", "", "Redis URL `redis://host:port/db` (default $REDIS_URL)")
+	redisURL := fs.String("redis-url", "", redisURLHelp)
 	asJSON := fs.Bool("json", false, "print the status as one JSON object")
 	watch := fs.Bool("watch", false, "redraw the status until the job finishes (with --json: one JSON object per line on each change)")
 	positional, err := parseArgs(fs, args)
