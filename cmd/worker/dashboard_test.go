@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -102,6 +103,9 @@ func TestDashboardInChromium(t *testing.T) {
 			case !tt.wantOK:
 				if code := exitErr.ExitCode(); code != 1 {
 					t.Errorf("exit status with a wrong password = %d, want 1\n%s", code, stderr.String())
+				}
+				if want := `does not contain "` + tasks.QueueDefault + `"`; !strings.Contains(stderr.String(), want) {
+					t.Errorf("the script's output with a wrong password lacks %q:\n%s", want, stderr.String())
 				}
 				return
 			}

@@ -421,7 +421,7 @@ func TestMetricsAfterBatch(t *testing.T) {
 	// The simulator accepts fewer requests per second than the worker sends, so Odin
 	// returns 429 and the fleet pauses.
 	w := startTestWorker(t, workerOptions{
-		sim:       odintest.Config{Users: users, RateLimit: 25},
+		sim:       odintest.Config{Users: users, RateLimit: 10},
 		rateLimit: 60,
 	})
 	ghost := "ghost@example.com" // not in the group: Odin returns 404 and the user fails
