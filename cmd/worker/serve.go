@@ -58,7 +58,8 @@ func runWorker(ctx context.Context, cfg Config, getenv secrets.Getenv, stderr io
 	return serve(ctx, cfg, log, redisOpt, rdb, sealer, m, inspector)
 }
 
-// serve runs a worker on an open Redis connection until ctx ends. The demo calls it too.
+// serve runs a worker on an open Redis connection until ctx ends. The HTTP endpoint tests
+// call it too.
 func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.RedisConnOpt, rdb redis.UniversalClient,
 	sealer results.Sealer, m *metrics.Metrics, inspector *asynq.Inspector) error {
 	limiter, err := ratelimit.New(rdb, cfg.OdinBaseURL, ratelimit.Limit{Rate: cfg.RateLimit, Burst: cfg.RateBurst})
