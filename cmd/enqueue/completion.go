@@ -50,7 +50,7 @@ _enqueue() {
     esac
 
     case "$cmd" in
-        ""|submit) flags="--service-provider --group --type --user --users-file --all-users --job-id --redis-url --result-ttl --priority --at --in --callback-url --requested-by --rebuild-devices --reset-devices --wait --timeout --format --out --help" ;;
+        ""|submit) flags="--service-provider --group --type --user --users-file --all-users --job-id --redis-url --result-ttl --priority --at --in --callback-url --requested-by --rebuild-devices --reset-devices --dry-run --wait --timeout --format --out --help" ;;
         status) flags="--json --watch --redis-url --help" ;;
         results) flags="--format --out --delete --redis-url --help" ;;
         cancel) flags="--requested-by --redis-url --help" ;;
@@ -105,6 +105,7 @@ _enqueue() {
         '--callback-url[URL that receives the job summary]:url:'
         '--requested-by[who asks for the reset]:name:'
         '--rebuild-devices[SIP only: rebuild phone configuration]'
+        '--dry-run[check the users without changing anything]'
         '--reset-devices[SIP only: rebuild and re-sync phones]'
         '--wait[wait, then print the results]'
         '--timeout[stop waiting after this duration]:duration:'
@@ -166,6 +167,7 @@ complete -c enqueue -n $submitting -l in -x -d 'start after this delay'
 complete -c enqueue -n $submitting -l callback-url -x -d 'URL that receives the job summary'
 complete -c enqueue -n $submitting -l requested-by -x -d 'who asks for the reset'
 complete -c enqueue -n $submitting -l rebuild-devices -d 'SIP only: rebuild phone configuration'
+complete -c enqueue -n $submitting -l dry-run -d 'check the users without changing anything'
 complete -c enqueue -n $submitting -l reset-devices -d 'SIP only: rebuild and re-sync phones'
 complete -c enqueue -n $submitting -l wait -d 'wait, then print the results'
 complete -c enqueue -n $submitting -l timeout -x -d 'stop waiting after this duration'

@@ -30,6 +30,7 @@ type submitOptions struct {
 	requestedBy     string
 	rebuildDevices  bool
 	resetDevices    bool
+	dryRun          bool
 	wait            bool
 	timeout         string
 	format          string
@@ -118,6 +119,7 @@ func (o *submitOptions) flags(stdout io.Writer) *flagSet {
 	fs.StringVar(&o.requestedBy, "requested-by", "", "who asks for the reset, stored with the job (default: the OS user name)")
 	fs.BoolVar(&o.rebuildDevices, "rebuild-devices", false, "SIP only: rebuild each affected phone's configuration files")
 	fs.BoolVar(&o.resetDevices, "reset-devices", false, "SIP only: rebuild each affected phone's configuration and make it re-sync")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "check every user (exists, has the service the credential needs, and a group-level device with a device step) without changing anything; the results list ok or the reason per user")
 	fs.BoolVar(&o.wait, "wait", false, "wait until the job finishes, showing progress on standard error, then print the results")
 	fs.StringVar(&o.timeout, "timeout", "", "with --wait: stop waiting after this `duration` (exit 4); the job continues")
 	fs.StringVar(&o.format, "format", "json", "with --wait: output format, json or csv")

@@ -249,7 +249,7 @@ func TestSubmitRejectsBadInput(t *testing.T) {
 		{name: "bad timeout", args: with("--user", "u@x", "--wait", "--timeout", "soon"), want: []string{`--timeout "soon"`, "such as 30m"}},
 		{name: "bad format", args: with("--user", "u@x", "--wait", "--format", "xml"), want: []string{`--format "xml"`, "json or csv"}},
 		{name: "malformed results key", args: with("--user", "u@x", "--wait"), env: map[string]string{"RESULTS_KEY": "c2hvcnQ="}, want: []string{"RESULTS_KEY", "need 32", "openssl rand -base64 32"}},
-		{name: "unknown flag", args: with("--user", "u@x", "--dry-run"), want: []string{"-dry-run", "enqueue submit --help"}},
+		{name: "unknown flag", args: with("--user", "u@x", "--dry-runn"), want: []string{"-dry-runn", "enqueue submit --help"}},
 		{name: "stray argument", args: with("u@x"), want: []string{`unexpected argument "u@x"`, "--user"}},
 		{name: "unknown command", args: []string{"stauts", "job-1"}, want: []string{`unknown command "stauts"`, "status"}},
 		{name: "no Redis configured", args: []string{"--service-provider", "sp1", "--group", "grp1", "--type", "sip", "--user", "u@x"}, want: []string{"no Redis configured", "REDIS_URL"}},

@@ -62,6 +62,9 @@ Examples:
 
   # Read users from standard input and make the phones re-sync after the SIP reset.
   grep -v inactive users.txt | enqueue --service-provider sp1 --group grp1 --type sip --users-file - --reset-devices
+
+  # Check a list the day before, changing nothing: every user gets "ok" or the reason.
+  enqueue --service-provider sp1 --group grp1 --type sip --users-file users.txt --dry-run --wait
 `
 
 const statusUsage = `Usage: enqueue status JOB [--json] [--watch]

@@ -93,6 +93,7 @@ func (a *app) validateSubmission(o *submitOptions, set map[string]bool) (submiss
 		p.Devices = results.DevicesReset
 	}
 	check.Devices = p.Devices
+	p.DryRun, check.DryRun = o.dryRun, o.dryRun
 
 	startAt, schedule, schedProblems := parseSchedule(o.at, o.in, now)
 	problems = append(problems, schedProblems...)
