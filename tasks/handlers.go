@@ -20,7 +20,8 @@ type Pauser interface {
 	Pause(ctx context.Context, d time.Duration, reason string) error
 }
 
-// Enqueuer is the part of *asynq.Client the handlers use.
+// Enqueuer is the part of *asynq.Client the handlers use. It must be safe for concurrent
+// use, because the fan-out enqueues several tasks at once.
 type Enqueuer interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
