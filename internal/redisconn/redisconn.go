@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -91,15 +92,12 @@ func (c Config) Open() (asynq.RedisConnOpt, redis.UniversalClient, error) {
 		return aopt, redis.NewClient(opt), nil
 
 	case len(c.SentinelAddrs) > 0:
-		aopt := asynq.RedisFailoverClientOpt{
+		opt := failoverConnOpt{
 			MasterName: c.SentinelMaster, SentinelAddrs: c.SentinelAddrs, SentinelPassword: c.SentinelPassword,
 			Username: c.Username, Password: c.Password, DB: c.DB, TLSConfig: tlsConfig,
+			MaxRetries: failoverMaxRetries, MinRetryBackoff: failoverMinBackoff, MaxRetryBackoff: failoverMaxBackoff,
 		}
-		client := redis.NewFailoverClient(&redis.FailoverOptions{
-			MasterName: c.SentinelMaster, SentinelAddrs: c.SentinelAddrs, SentinelPassword: c.SentinelPassword,
-			Username: c.Username, Password: c.Password, DB: c.DB, TLSConfig: tlsConfig,
-		})
-		return aopt, client, nil
+		return opt, opt.newClient(), nil
 
 	default:
 		aopt := asynq.RedisClusterClientOpt{
@@ -110,6 +108,37 @@ func (c Config) Open() (asynq.RedisConnOpt, redis.UniversalClient, error) {
 		})
 		return aopt, client, nil
 	}
+}
+
+// failoverMaxRetries and the backoff bounds give Sentinel clients 20 to 26 seconds of
+// retries, by go-redis v9's backoff formula. That covers the time a failover leaves no
+// writable master. With one replica and min-replicas-to-write 1 it was about 15 s on
+// loopback with Redis 7.0.15: Sentinel demoted the old master about 10 s after the
+// promotion, and the resync then waited repl-diskless-sync-delay (5 s by default).
+// Without the retries a command in that span fails, and a failed completion write costs
+// the task 1 to 2 minutes, because the syncer of asynq v0.25.1 retries it with a context
+// that is already cancelled, so the task waits for the recoverer. go-redis retries only
+// errors it considers retryable (network errors, READONLY, NOREPLICAS, LOADING, ...), and
+// the caller's context still bounds each call.
+const (
+	failoverMaxRetries = 20
+	failoverMinBackoff = 100 * time.Millisecond
+	failoverMaxBackoff = 1500 * time.Millisecond
+)
+
+// failoverConnOpt is the asynq connection option of a Sentinel deployment. It replaces
+// asynq.RedisFailoverClientOpt, which cannot set go-redis's retry budget.
+type failoverConnOpt redis.FailoverOptions
+
+// MakeRedisClient implements asynq.RedisConnOpt.
+func (o failoverConnOpt) MakeRedisClient() any { return o.newClient() }
+
+// newClient returns a new client with its own copy of the options, because go-redis fills
+// in defaults on the options it is given.
+func (o failoverConnOpt) newClient() *redis.Client {
+	opt := redis.FailoverOptions(o)
+	opt.SentinelAddrs = append([]string(nil), o.SentinelAddrs...)
+	return redis.NewFailoverClient(&opt)
 }
 
 // Describe returns the deployment for log lines, without passwords.
