@@ -3,6 +3,7 @@ package results
 import (
 	"fmt"
 	"regexp"
+	"unicode/utf8"
 )
 
 // DefaultKeyPrefix starts every key the store writes.
@@ -12,10 +13,19 @@ const DefaultKeyPrefix = "odinreset:"
 // spaces, no slashes (a per-user TaskID is "<job>/<user>").
 var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
-// ValidateJobID returns an error naming the value when id cannot be a job ID.
+// ValidateJobID returns an error naming the value when id cannot be a job ID. It quotes
+// at most 256 bytes of id, so a huge ID does not make a huge error.
 func ValidateJobID(id string) error {
 	if !jobIDPattern.MatchString(id) {
-		return fmt.Errorf("invalid job ID %q: use 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit", id)
+		quoted := id
+		if len(id) > 256 {
+			cut := 256
+			for cut > 0 && !utf8.RuneStart(id[cut]) {
+				cut--
+			}
+			quoted = fmt.Sprintf("%s... (%d bytes)", id[:cut], len(id))
+		}
+		return fmt.Errorf("invalid job ID %q: use 1 to 128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit", quoted)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -49,9 +50,16 @@ func (h *Handlers) HandleComplete(ctx context.Context, t *asynq.Task) error {
 	if err := decodeStrict(t.Payload(), &p); err != nil {
 		return permanent(err)
 	}
+	if err := results.ValidateJobID(p.JobID); err != nil {
+		return permanent(err)
+	}
 	job, err := h.Store.Job(ctx, p.JobID)
+	if errors.Is(err, results.ErrNotFound) {
+		return permanent(fmt.Errorf("%w: the record expired or was deleted, so there is no completion to report", err))
+	}
 	if err != nil {
-		return permanent(fmt.Errorf("read completed job: %w", err))
+		// Redis is unreachable: retrying keeps the callback from being lost.
+		return err
 	}
 
 	summary := SummaryOf(job)

@@ -31,11 +31,14 @@ func LoggingMiddleware(base zerolog.Logger) asynq.MiddlewareFunc {
 				UserID string `json:"userId"`
 			}
 			if json.Unmarshal(t.Payload(), &ids) == nil {
+				// A hand-made payload may carry megabytes in an ID, and every line of the
+				// task repeats these fields. A valid user ID has at most 161 characters of
+				// at most 4 bytes, so it is never cut.
 				if ids.JobID != "" {
-					lc = lc.Str("job_id", ids.JobID)
+					lc = lc.Str("job_id", clip(ids.JobID, maxLoggedIDBytes))
 				}
 				if ids.UserID != "" {
-					lc = lc.Str("user_id", ids.UserID)
+					lc = lc.Str("user_id", clip(ids.UserID, maxLoggedIDBytes))
 				}
 			}
 			logger := lc.Logger()
@@ -48,6 +51,9 @@ func LoggingMiddleware(base zerolog.Logger) asynq.MiddlewareFunc {
 		})
 	}
 }
+
+// maxLoggedIDBytes bounds the job_id and user_id fields of a task's log lines.
+const maxLoggedIDBytes = 4 * MaxUserIDLength
 
 func logEnd(logger *zerolog.Logger, err error, elapsed time.Duration) {
 	var wait *WaitError

@@ -8,9 +8,12 @@
 package tasks
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"time"
@@ -150,8 +153,10 @@ func (p BulkResetPayload) Normalize() (out BulkResetPayload, duplicates []string
 	problems = append(problems, checkID("group ID", out.GroupID, "--group")...)
 
 	if p.ResultTTLSeconds != 0 {
-		ttl := time.Duration(p.ResultTTLSeconds) * time.Second
-		if p.ResultTTLSeconds < 0 || ttl < results.MinTTL || ttl > results.MaxTTL {
+		// Compared in seconds: converting a huge value to a time.Duration first would
+		// overflow, and 2^55 s + 1 h would pass as one hour.
+		minSeconds, maxSeconds := int64(results.MinTTL/time.Second), int64(results.MaxTTL/time.Second)
+		if p.ResultTTLSeconds < minSeconds || p.ResultTTLSeconds > maxSeconds {
 			problems = append(problems, fmt.Sprintf("invalid result TTL %ds: use a value from %s to %s", p.ResultTTLSeconds, results.MinTTL, results.MaxTTL))
 		}
 	}
@@ -225,8 +230,8 @@ func checkUserID(u string) string {
 	switch {
 	case u == "":
 		return "empty user ID: remove the blank entry"
-	case !utf8.ValidString(u):
-		return fmt.Sprintf("user ID %q is not valid UTF-8: save the list as UTF-8", truncate(u))
+	case !utf8.ValidString(u) || strings.ContainsRune(u, utf8.RuneError):
+		return fmt.Sprintf("user ID %q is not valid UTF-8 or contains U+FFFD, the character that replaces invalid bytes: save the list as UTF-8", truncate(u))
 	case utf8.RuneCountInString(u) > MaxUserIDLength:
 		return fmt.Sprintf("user ID %q is %d characters, BroadWorks allows at most %d: check the list for joined lines", truncate(u), utf8.RuneCountInString(u), MaxUserIDLength)
 	case strings.ContainsFunc(u, isControl):
@@ -239,8 +244,8 @@ func checkID(what, v, flag string) []string {
 	switch {
 	case v == "":
 		return []string{fmt.Sprintf("missing %s: set %s", what, flag)}
-	case !utf8.ValidString(v):
-		return []string{fmt.Sprintf("%s %q is not valid UTF-8", what, truncate(v))}
+	case !utf8.ValidString(v) || strings.ContainsRune(v, utf8.RuneError):
+		return []string{fmt.Sprintf("%s %q is not valid UTF-8 or contains U+FFFD: check %s", what, truncate(v), flag)}
 	case utf8.RuneCountInString(v) > MaxIDLength:
 		return []string{fmt.Sprintf("%s %q is longer than %d characters: check %s", what, truncate(v), MaxIDLength, flag)}
 	case strings.ContainsFunc(v, isControl):
@@ -253,12 +258,15 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 // truncate shortens a value quoted in an error so a 10 MB line does not become a 10 MB
 // message.
-func truncate(s string) string {
-	const max = 64
-	if len(s) <= max {
+func truncate(s string) string { return clip(s, 64) }
+
+// clip returns s cut to at most limit bytes at a character boundary, followed by its full
+// length when it was cut.
+func clip(s string, limit int) string {
+	if len(s) <= limit {
 		return s
 	}
-	cut := max
+	cut := limit
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
@@ -364,18 +372,60 @@ func NewCompleteTask(jobID, queue string) (*asynq.Task, error) {
 		asynq.Timeout(2*time.Minute), asynq.Retention(24*time.Hour)), nil
 }
 
+// payloadFix ends the error of a payload that cannot be decoded.
+const payloadFix = "submit jobs with the enqueue command or tasks.Submit, which build valid payloads"
+
 // decodeStrict decodes a task payload, rejecting unknown fields and trailing data so a
-// payload of the wrong shape is reported instead of half-read.
+// payload of the wrong shape is reported instead of half-read. It also rejects invalid
+// UTF-8, which encoding/json would silently replace with U+FFFD, turning a mangled user ID
+// into another user ID.
 func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(data)))
+	if len(bytes.TrimSpace(data)) == 0 {
+		return errors.New("invalid payload: empty payload; " + payloadFix)
+	}
+	if !utf8.Valid(data) {
+		return fmt.Errorf("invalid payload: not valid UTF-8 at byte offset %d: encode the payload as UTF-8 JSON", invalidUTF8Offset(data))
+	}
+
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("invalid payload: %v", err)
+		msg := err.Error()
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			msg = "unexpected end of JSON input"
+		}
+		// An unknown field's name is quoted in msg, and it may be huge.
+		return fmt.Errorf("invalid payload: %s; %s", clip(msg, 300), payloadFix)
 	}
-	if dec.More() {
-		return errors.New("invalid payload: data after the JSON object")
+	if rest := bytes.TrimSpace(data[dec.InputOffset():]); len(rest) > 0 {
+		return fmt.Errorf("invalid payload: data after the JSON object at byte offset %d; %s", dec.InputOffset(), payloadFix)
 	}
 	return nil
+}
+
+func invalidUTF8Offset(data []byte) int {
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return len(data)
+}
+
+// RejectUnknownTypes returns a handler that passes each task to mux, except a task of a
+// type that mux has no handler for. asynq's own "handler not found" error is retried
+// like any other, so such a task would take the whole retry budget (days with the
+// default backoff) to reach the archive. This handler archives it at once instead.
+func RejectUnknownTypes(mux *asynq.ServeMux) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		h, pattern := mux.Handler(t)
+		if pattern == "" {
+			return permanent(fmt.Errorf("no handler for task type %q in this worker: delete the task, or run a worker version that handles it", truncate(t.Type())))
+		}
+		return h.ProcessTask(ctx, t)
+	})
 }
 
 func checkCallbackURL(raw string) error {

@@ -134,7 +134,7 @@ func (w *Worker) Start() error {
 	if w.sweeper != nil {
 		mux.HandleFunc(tasks.TypeSweep, w.sweeper.HandleSweep)
 	}
-	if err := w.server.Start(mux); err != nil {
+	if err := w.server.Start(tasks.RejectUnknownTypes(mux)); err != nil {
 		return fmt.Errorf("start asynq server: %w", err)
 	}
 
