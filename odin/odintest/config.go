@@ -132,6 +132,9 @@ type DeviceLayout struct {
 	ServiceProviderLevel []string
 	// Shared maps a group-level device name to the users whose phone it is.
 	Shared map[string][]string
+	// RejectRebuild and RejectReset list group-level device names whose rebuild or
+	// reset gets 400, as a device whose type Odin cannot provision would.
+	RejectRebuild, RejectReset []string
 }
 
 const (

@@ -123,7 +123,8 @@ func (s *Simulator) resetDevice(r *http.Request) reply {
 }
 
 // deviceOp records a rebuild or reset of a group-level device. Devices at the service
-// provider level get 400, unknown devices 404.
+// provider level and devices listed in DeviceLayout.RejectRebuild or RejectReset get
+// 400, unknown devices 404.
 func (s *Simulator) deviceOp(r *http.Request, op string) reply {
 	var req deviceRequest
 	if rep, ok := decodeBody(r, &req); !ok {
@@ -145,6 +146,10 @@ func (s *Simulator) deviceOp(r *http.Request, op string) reply {
 		return errorReply(http.StatusNotFound, "Access device not found: "+req.DeviceName)
 	}
 
+	if op == "rebuild" && d.rejectRebuild || op == "reset" && d.rejectReset {
+		return errorReply(http.StatusBadRequest, "Device "+d.name+" cannot be "+pastTense(op)+": the simulator is configured to reject it")
+	}
+
 	at := s.now()
 	s.mu.Lock()
 	if op == "rebuild" {
@@ -152,7 +157,11 @@ func (s *Simulator) deviceOp(r *http.Request, op string) reply {
 	} else {
 		d.reset++
 	}
-	s.deviceEvents = append(s.deviceEvents, DeviceEvent{Device: d.name, Op: op, At: at})
+	sets := make(map[string]int, len(d.users))
+	for _, id := range d.users {
+		sets[id] = s.usersByID[id].creds[kindIndex(KindSIP)].setCount
+	}
+	s.deviceEvents = append(s.deviceEvents, DeviceEvent{Device: d.name, Op: op, At: at, SIPPasswordSets: sets})
 	s.mu.Unlock()
 
 	return reply{status: http.StatusOK, body: map[string]string{
@@ -160,4 +169,11 @@ func (s *Simulator) deviceOp(r *http.Request, op string) reply {
 		"groupId":           s.groupID,
 		"deviceName":        d.name,
 	}}
+}
+
+func pastTense(op string) string {
+	if op == "rebuild" {
+		return "rebuilt"
+	}
+	return op
 }

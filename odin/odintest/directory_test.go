@@ -199,9 +199,9 @@ func TestDeviceOps(t *testing.T) {
 
 	start := newFakeClock().Now()
 	wantEvents := []odintest.DeviceEvent{
-		{Device: "user0001-phone", Op: "rebuild", At: start},
-		{Device: "user0001-phone", Op: "reset", At: start.Add(time.Second)},
-		{Device: "lobby-phone", Op: "rebuild", At: start.Add(2 * time.Second)},
+		{Device: "user0001-phone", Op: "rebuild", At: start, SIPPasswordSets: map[string]int{"user0001@example.com": 0}},
+		{Device: "user0001-phone", Op: "reset", At: start.Add(time.Second), SIPPasswordSets: map[string]int{"user0001@example.com": 0}},
+		{Device: "lobby-phone", Op: "rebuild", At: start.Add(2 * time.Second), SIPPasswordSets: map[string]int{"user0004@example.com": 0, "user0005@example.com": 0}},
 	}
 	if diff := cmp.Diff(wantEvents, srv.DeviceEvents()); diff != "" {
 		t.Errorf("DeviceEvents mismatch (-want +got):\n%s", diff)

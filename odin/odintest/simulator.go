@@ -54,6 +54,10 @@ type DeviceEvent struct {
 	Device string    `json:"device"`
 	Op     string    `json:"op"` // "rebuild" or "reset"
 	At     time.Time `json:"at"`
+	// SIPPasswordSets maps each user of the device to the number of times its SIP
+	// password had been set when the event happened, so tests can check that a phone
+	// was rebuilt after its users' new passwords.
+	SIPPasswordSets map[string]int `json:"sipPasswordSets"`
 }
 
 // New returns a Simulator for cfg, or an error naming every invalid field.

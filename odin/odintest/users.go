@@ -54,6 +54,9 @@ type device struct {
 	macAddress string
 	users      []string
 
+	// rejectRebuild and rejectReset make the rebuild or reset calls fail with 400.
+	rejectRebuild, rejectReset bool
+
 	rebuilt int
 	reset   int
 }
@@ -238,6 +241,24 @@ func buildDevices(layout DeviceLayout, order []*user, byID map[string]*user) (gr
 		}
 		if u.device.level == levelGroup {
 			u.device.users = append(u.device.users, u.id)
+		}
+	}
+
+	rejections := []struct {
+		field string
+		names []string
+		apply func(*device)
+	}{
+		{"RejectRebuild", layout.RejectRebuild, func(d *device) { d.rejectRebuild = true }},
+		{"RejectReset", layout.RejectReset, func(d *device) { d.rejectReset = true }},
+	}
+	for _, rejection := range rejections {
+		for _, name := range rejection.names {
+			d := group[name]
+			if d == nil {
+				return nil, nil, fmt.Errorf("Devices.%s: %q is not a group-level device", rejection.field, name)
+			}
+			rejection.apply(d)
 		}
 	}
 	return group, serviceProvider, nil
