@@ -62,14 +62,16 @@ return out
 `)
 
 // scriptSettle moves one user from pending to a final state if its value is still the
-// expected one, counts it, and completes the job when it was the last user.
+// expected one, counts it, and completes the job when it was the last user. In a job
+// with a device step, an applied user also owes a device lookup, and the job completes
+// only once the device steps are over too (luaDeviceSteps).
 // It returns {set, completed}: set is 1 when it settled the user, 0 when the value changed
 // concurrently and -1 when the job hash does not exist; completed is 1 only for the one
 // call that completed the job.
 //
 // KEYS: keys.all. ARGV[1] user ID, ARGV[2] expected value, ARGV[3] new value, ARGV[4]
 // counter field ("applied" or "failed"), ARGV[5] now (RFC 3339).
-var scriptSettle = redis.NewScript(luaRefreshTTL + `
+var scriptSettle = redis.NewScript(luaRefreshTTL + luaDeviceSteps + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {-1, 0}
 end
@@ -79,10 +81,13 @@ if cur ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HINCRBY', KEYS[1], ARGV[4], 1)
+if ARGV[4] == 'applied' and owes_device_lookup() then
+  redis.call('HINCRBY', KEYS[1], 'device_lookups', 1)
+end
 local m = redis.call('HMGET', KEYS[1], 'applied', 'failed', 'total', 'state', 'users_loaded')
 local done = (tonumber(m[1]) or 0) + (tonumber(m[2]) or 0)
 local completed = 0
-if m[4] == 'running' and m[5] == '1' and done >= (tonumber(m[3]) or 0) then
+if m[4] == 'running' and m[5] == '1' and done >= (tonumber(m[3]) or 0) and device_steps_finished() then
   redis.call('HSET', KEYS[1], 'state', 'completed', 'completed_at', ARGV[5], 'reason', '')
   completed = 1
 end

@@ -350,8 +350,9 @@ func (s *Store) compareAndSet(ctx context.Context, jobID string, old UserRecord,
 
 // MarkApplied records that Odin accepted the user's pending value after attempts
 // attempts. It returns completed=true for the one call that settled the job's last user.
-// It returns ErrConflict when the record changed since rec was read; the caller reads it
-// again.
+// In a job with a device step it returns false, because the user's device lookup is
+// still to come (RecordDeviceLookup). It returns ErrConflict when the record changed
+// since rec was read; the caller reads it again.
 func (s *Store) MarkApplied(ctx context.Context, jobID string, rec UserRecord, attempts int) (completed bool, err error) {
 	next := rec
 	next.Attempts = attempts
