@@ -85,6 +85,8 @@ func (h *Handlers) Register(mux *asynq.ServeMux, logger zerolog.Logger) {
 	mux.HandleFunc(TypeBulkReset, h.HandleBulkReset)
 	mux.HandleFunc(TypeUserReset, h.HandleUserReset)
 	mux.HandleFunc(TypeComplete, h.HandleComplete)
+	mux.HandleFunc(TypeDeviceFanOut, h.HandleDeviceFanOut)
+	mux.HandleFunc(TypeDeviceStep, h.HandleDeviceStep)
 }
 
 // permanent marks err as not worth retrying: asynq archives the task with err's text.

@@ -108,7 +108,7 @@ func (s *Sweeper) HandleSweep(ctx context.Context, _ *asynq.Task) error {
 		if job.State != results.JobRunning && job.State != results.JobQueued {
 			continue
 		}
-		changedAt, err := s.Store.NoteProgress(ctx, job.ID, job.Applied+job.Failed+job.Cursor)
+		changedAt, err := s.Store.NoteProgress(ctx, job.ID, job.Applied+job.Failed+job.Cursor+job.DeviceDone)
 		if err != nil {
 			return err
 		}
@@ -176,7 +176,10 @@ func (s *Sweeper) SweepJob(ctx context.Context, job results.Job) (int, error) {
 	if err != nil && !errors.Is(err, errStopIteration) {
 		return repaired, err
 	}
-	return repaired, nil
+
+	n, err := s.sweepDevices(ctx, job, queue)
+	repaired += n
+	return repaired, err
 }
 
 var errStopIteration = errors.New("stop iteration")

@@ -40,6 +40,9 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	case status.State == results.JobCancelled:
 		log.Info().Msg("job cancelled, user not reset")
 		return asynq.RevokeTask
+	case rec.State != results.UserPending && p.Type == results.SIP:
+		// The user's device step may be unfinished.
+		return h.continueDeviceStep(ctx, p, rec)
 	case rec.State != results.UserPending:
 		log.Debug().Str("state", string(rec.State)).Msg("user already settled, duplicate delivery ignored")
 		return nil
@@ -159,6 +162,9 @@ func (h *Handlers) settleApplied(ctx context.Context, p UserResetPayload, rec re
 	if completed {
 		return h.onCompleted(ctx, p.JobID)
 	}
+	if p.Type == results.SIP {
+		return h.lookUpDevice(ctx, p)
+	}
 	return nil
 }
 
@@ -188,6 +194,11 @@ func (h *Handlers) failAttempts(ctx context.Context, p UserResetPayload, rec res
 	}
 	if completed {
 		if err := h.onCompleted(ctx, p.JobID); err != nil {
+			return err
+		}
+	} else if p.Type == results.SIP {
+		// The job's device steps may have waited for this user only.
+		if err := h.checkDeviceFollowup(ctx, p.JobID); err != nil {
 			return err
 		}
 	}
@@ -238,6 +249,9 @@ func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue,
 	}
 	if completed {
 		return h.enqueueComplete(ctx, p.JobID, queue)
+	}
+	if p.Type == results.SIP {
+		return h.checkDeviceFollowup(ctx, p.JobID)
 	}
 	return nil
 }
