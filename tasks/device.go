@@ -557,15 +557,13 @@ func (s *Sweeper) sweepDevices(ctx context.Context, job results.Job, queue strin
 		return repaired, err
 	}
 
-	// A trigger lost to a failed enqueue leaves the job ready but idle.
+	// The walk above enqueued every unfinished step, so only a job with nothing left
+	// needs more: its completion.
 	followup, err := s.Store.DeviceFollowup(ctx, job.ID)
-	if err != nil {
+	if err != nil || followup != results.FollowupComplete {
 		return repaired, err
 	}
-	if followup != results.FollowupNone {
-		repaired++
-	}
-	return repaired, enqueueFollowup(ctx, s.Client, job.ID, queue, followup)
+	return repaired + 1, enqueueFollowup(ctx, s.Client, job.ID, queue, followup)
 }
 
 // repairLookup handles an applied user whose device lookup is unfinished. When the
