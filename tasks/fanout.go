@@ -288,5 +288,5 @@ func jobFromPayload(p BulkResetPayload) results.Job {
 
 func sameJob(j results.Job, p BulkResetPayload) bool {
 	return j.Type == p.Type && j.ServiceProviderID == p.ServiceProviderID && j.GroupID == p.GroupID &&
-		j.AllUsers == p.AllUsers && j.DryRun == p.DryRun
+		j.AllUsers == p.AllUsers && j.DryRun == p.DryRun && j.Devices == p.Devices
 }

@@ -283,9 +283,10 @@ const (
 	UserMaxRetry = 20
 	// BulkMaxRetry is the retry budget of reset:bulk; each retry resumes at the cursor.
 	BulkMaxRetry = 25
-	// UserTimeout bounds one reset:user attempt: up to three Odin requests (SIP user name,
-	// set, and one regenerate-and-set) of at most 30 s each, plus rate-limit waits.
-	UserTimeout = 3 * time.Minute
+	// UserTimeout bounds one reset:user attempt: up to five Odin requests (SIP user name,
+	// set, one regenerate and set, and the device lookup of a device step) of at most
+	// 30 s each, plus rate-limit waits. A lookup cut short is resumed on retry.
+	UserTimeout = 4 * time.Minute
 	// BulkTimeout bounds one fan-out attempt; a retry resumes where it stopped.
 	BulkTimeout = 2 * time.Hour
 )
