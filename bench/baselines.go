@@ -41,8 +41,15 @@ const noopEnqueueParallelism = 16
 
 // runNoop measures asynq alone on the batch's Redis: n tasks with the options and payload
 // size of a reset:user task, run by servers asynq servers of concurrency goroutines each,
-// in this process, on one queue.
-func runNoop(ctx context.Context, rs *redisServer, n, servers, concurrency int) (noopResult, error) {
+// in this process. With workerQueues the servers poll the worker's three queues with
+// strict priority, and the tasks go to the default queue as reset:user tasks do.
+// Without it they use a single queue.
+func runNoop(ctx context.Context, rs *redisServer, n, servers, concurrency int, workerQueues bool) (noopResult, error) {
+	queues, queue := map[string]int{noopQueue: 1}, noopQueue
+	if workerQueues {
+		queues, queue = tasks.Queues(), tasks.QueueDefault
+	}
+
 	var processed atomic.Int64
 	allDone := make(chan struct{})
 	mux := asynq.NewServeMux()
@@ -63,10 +70,11 @@ func runNoop(ctx context.Context, rs *redisServer, n, servers, concurrency int) 
 	}()
 	for range servers {
 		srv := asynq.NewServer(rs.asynqOpt(), asynq.Config{
-			Concurrency: concurrency,
-			Queues:      map[string]int{noopQueue: 1},
-			Logger:      quietLogger{},
-			LogLevel:    asynq.ErrorLevel,
+			Concurrency:    concurrency,
+			Queues:         queues,
+			StrictPriority: workerQueues,
+			Logger:         quietLogger{},
+			LogLevel:       asynq.ErrorLevel,
 		})
 		if err := srv.Start(mux); err != nil {
 			return noopResult{}, fmt.Errorf("start asynq no-op server: %w", err)
@@ -93,7 +101,7 @@ func runNoop(ctx context.Context, rs *redisServer, n, servers, concurrency int) 
 			return noopResult{}, err
 		}
 		task := asynq.NewTask("bench:noop", payload,
-			asynq.TaskID(fmt.Sprintf("bench-noop/%d", i)), asynq.Queue(noopQueue),
+			asynq.TaskID(fmt.Sprintf("bench-noop/%d", i)), asynq.Queue(queue),
 			asynq.MaxRetry(tasks.UserMaxRetry), asynq.Timeout(tasks.UserTimeout))
 		g.Go(func() error {
 			if _, err := client.EnqueueContext(gctx, task); err != nil {

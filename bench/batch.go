@@ -55,7 +55,10 @@ type batchResult struct {
 	AsynqKeys  int `json:"asynqKeys"`
 	TaskHashes int `json:"asynqTaskHashes"`
 
+	// Noop is the no-op baseline on one queue, NoopWorkerQueues the one on the worker's
+	// three queues with strict priority.
 	Noop             *noopResult       `json:"noop,omitempty"`
+	NoopWorkerQueues *noopResult       `json:"noopWorkerQueues,omitempty"`
 	Sequential       *sequentialResult `json:"sequential,omitempty"`
 	SequentialCapped *sequentialResult `json:"sequentialCapped,omitempty"`
 
@@ -109,14 +112,20 @@ func (h *harness) runBatch(ctx context.Context, name string, p params) (res batc
 	defer sim.stop()
 
 	if p.noop {
-		h.log("%s: asynq no-op baseline, %d tasks", name, p.users)
-		noop, err := runNoop(ctx, rs, p.users, p.workers, p.concurrency)
-		if err != nil {
-			return res, err
-		}
-		res.Noop = &noop
-		if err := rs.client.FlushAll(ctx).Err(); err != nil {
-			return res, fmt.Errorf("flush Redis after the no-op baseline: %w", err)
+		for _, workerQueues := range []bool{false, true} {
+			h.log("%s: asynq no-op baseline, %d tasks, worker queues %v", name, p.users, workerQueues)
+			noop, err := runNoop(ctx, rs, p.users, p.workers, p.concurrency, workerQueues)
+			if err != nil {
+				return res, err
+			}
+			if workerQueues {
+				res.NoopWorkerQueues = &noop
+			} else {
+				res.Noop = &noop
+			}
+			if err := rs.client.FlushAll(ctx).Err(); err != nil {
+				return res, fmt.Errorf("flush Redis after the no-op baseline: %w", err)
+			}
 		}
 	}
 
@@ -153,7 +162,7 @@ func (h *harness) measureBatch(ctx context.Context, name, dir string, p params, 
 	keyText := base64.StdEncoding.EncodeToString(key)
 	wcfg := workerConfig{
 		redisURL: rs.url, odinURL: sim.url, resultsKey: keyText,
-		rateLimit: p.rate, concurrency: p.concurrency,
+		rateLimit: p.rate, concurrency: p.concurrency, extraEnv: h.opts.workerEnv,
 	}
 	fleet, err := h.startFleet(ctx, dir, p.workers, wcfg, rs)
 	if err != nil {

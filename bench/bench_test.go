@@ -237,7 +237,7 @@ func TestCheckLimitBound(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := caseSummary{params: params{users: 10000, rate: 100}, wall: newStat([]float64{tt.wall}), tooMany: newStat([]float64{0})}
+			s := caseSummary{params: params{label: "web", users: 10000, rate: 100}, wall: newStat([]float64{tt.wall}), tooMany: newStat([]float64{0})}
 			got := checkLimit([]caseSummary{s})[0]
 			if got.ok != tt.want {
 				t.Errorf("wall %.1f s: ok = %v, want %v (%s)", tt.wall, got.ok, tt.want, got.got)

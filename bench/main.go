@@ -1,10 +1,10 @@
 // Command bench measures the reset pipeline end to end and checks it against its
 // performance targets. For each scenario it starts a dedicated redis-server, the Odin
 // simulator (cmd/odin-sim) with the scenario's latency and limits, and N worker processes
-// (cmd/worker). It submits one batch with cmd/enqueue and reports the wall time, users
-// per second, Odin calls per user by endpoint, the simulator's highest one-second request
-// count, 429 responses, the workers' peak RSS, Redis memory per user once the job is
-// complete, and the fan-out time. In the same run it can measure an asynq no-op task
+// (cmd/worker). It submits one batch with cmd/enqueue and reports the wall time and
+// users per second, Odin calls per user by endpoint, the simulator's highest one-second
+// request count and its 429 responses. It also reports the workers' peak RSS, Redis
+// memory per user once the job is complete, and the fan-out time. In the same run it can measure an asynq no-op task
 // baseline on the same Redis, and a sequential baseline that resets one user at a time
 // as the original Python library did.
 //

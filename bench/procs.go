@@ -38,8 +38,9 @@ func startProc(name, logDir, bin string, args, env []string) (*proc, error) {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	// A process group of its own keeps a Ctrl-C on the terminal from reaching the child
-	// before the harness has read its measurements.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// before the harness has read its measurements and stopped it. The parent-death
+	// signal kills the child when the harness itself is killed, as a timed-out test is.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -151,6 +151,8 @@ func writeCase(w io.Writer, s caseSummary) {
 	row("asynq task hashes left", s.taskHashesLeft, count)
 	row("no-op tasks/s", s.noopPerSecond, count)
 	row("users/s / no-op tasks/s", s.noopRatio, func(v float64) string { return fmt.Sprintf("%.2f", v) })
+	row("no-op, worker queues", s.workerQueuesPerSec, count)
+	row("users/s / that", s.workerQueuesRatio, func(v float64) string { return fmt.Sprintf("%.2f", v) })
 	row("sequential wall", s.sequentialWall, fmtSeconds)
 	row("speed-up over sequential", s.sequentialRatio, func(v float64) string { return fmt.Sprintf("%.1fx", v) })
 	row("sequential wall, 5 req/s", s.cappedWall, fmtSeconds)
@@ -163,6 +165,9 @@ func writeCase(w io.Writer, s caseSummary) {
 		fmt.Fprintf(w, "    Redis server time by command (last run): %s; %d commands over 10 ms\n", formatCommands(last.Commands, last.Users), last.SlowLog)
 		if last.Noop != nil {
 			fmt.Fprintf(w, "    CPU of the no-op baseline (last run): %s; enqueueing took %s\n", formatCPU(last.Noop.CPU, last.Noop.Wall), fmtSeconds(last.Noop.Enqueue.Seconds()))
+		}
+		if last.NoopWorkerQueues != nil {
+			fmt.Fprintf(w, "    CPU of the no-op baseline on the worker queues (last run): %s\n", formatCPU(last.NoopWorkerQueues.CPU, last.NoopWorkerQueues.Wall))
 		}
 		if last.Profile != "" {
 			fmt.Fprintf(w, "    CPU profile (last run): %s\n", last.Profile)

@@ -47,6 +47,8 @@ type options struct {
 	profileDir string
 	markdown   bool
 	jsonPath   string
+	// workerEnv is added to each worker process's environment.
+	workerEnv []string
 	// override changes every case of the selected scenarios, for runs at other sizes.
 	override func(*params)
 	args     []string
@@ -183,6 +185,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&opts.profileDir, "profile", "", "run the workers inside the bench process and write a CPU profile per batch into `directory` (no peak RSS then)")
 	fs.BoolVar(&opts.markdown, "markdown", false, "also print the result rows as a Markdown table")
 	fs.StringVar(&opts.jsonPath, "json", "", "write every measurement as JSON to `file`")
+	fs.Var((*stringList)(&opts.workerEnv), "worker-env", "add `NAME=VALUE` to every worker process's environment, like GOMAXPROCS=1 (repeatable)")
 	fs.IntVar(&users, "users", 0, "override: users per batch")
 	fs.StringVar(&credType, "type", "", "override: credential type, sip, voicemail or web")
 	fs.IntVar(&workers, "workers", 0, "override: worker processes")
@@ -223,6 +226,11 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var err error
 	if opts.redisPorts, err = parsePorts(ports); err != nil {
 		problems = append(problems, err.Error())
+	}
+	for _, kv := range opts.workerEnv {
+		if name, _, ok := strings.Cut(kv, "="); !ok || name == "" {
+			problems = append(problems, fmt.Sprintf("--worker-env %q is invalid: use NAME=VALUE", kv))
+		}
 	}
 	var t results.CredentialType
 	if credType != "" {
@@ -345,6 +353,9 @@ func oneLine(r batchResult) string {
 	if r.Noop != nil {
 		fmt.Fprintf(&b, "; no-op %.0f tasks/s", r.Noop.TasksPerSecond)
 	}
+	if r.NoopWorkerQueues != nil {
+		fmt.Fprintf(&b, ", %.0f on the worker queues", r.NoopWorkerQueues.TasksPerSecond)
+	}
 	if r.Sequential != nil {
 		fmt.Fprintf(&b, "; sequential %s per user", r.Sequential.PerUser.Round(time.Microsecond))
 	}
@@ -372,4 +383,14 @@ func (r *report) writeJSON(path string) error {
 		return err
 	}
 	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	*l = append(*l, v)
+	return nil
 }

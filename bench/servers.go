@@ -246,6 +246,9 @@ type workerConfig struct {
 	resultsKey  string // base64 AES-256 key
 	rateLimit   float64
 	concurrency int
+	// extraEnv is added to every worker's environment, for experiments such as
+	// GOMAXPROCS=1.
+	extraEnv []string
 }
 
 // startWorkers starts n cmd/worker processes and waits until each has registered its
@@ -262,6 +265,7 @@ func startWorkers(ctx context.Context, bin, dir string, n int, cfg workerConfig,
 		"LOG_LEVEL=warn",
 		"LOG_FORMAT=json",
 	}
+	env = append(env, cfg.extraEnv...)
 	// An empty HTTP address turns the endpoints off; the environment variable cannot,
 	// because an empty HTTP_ADDR means the default address.
 	args := []string{"--http-addr="}

@@ -46,8 +46,11 @@ type caseSummary struct {
 	taskHashesLeft stat
 
 	noopPerSecond stat
-	// noopRatio is users/s over no-op tasks/s.
-	noopRatio stat
+	// noopRatio is users/s over no-op tasks/s on one queue, and workerQueuesRatio the
+	// same over the no-op on the worker's queues.
+	noopRatio          stat
+	workerQueuesPerSec stat
+	workerQueuesRatio  stat
 	// sequentialWall and cappedWall are the sequential baselines' wall times, scaled
 	// to the batch's user count when they ran on fewer users. The ratios divide them
 	// by the batch's wall time.
@@ -100,6 +103,18 @@ func summarise(p params, runs []batchResult) caseSummary {
 			return 0, false
 		}
 		return r.UsersPerSecond / r.Noop.TasksPerSecond, true
+	})
+	s.workerQueuesPerSec = collect(func(r batchResult) (float64, bool) {
+		if r.NoopWorkerQueues == nil {
+			return 0, false
+		}
+		return r.NoopWorkerQueues.TasksPerSecond, true
+	})
+	s.workerQueuesRatio = collect(func(r batchResult) (float64, bool) {
+		if r.NoopWorkerQueues == nil {
+			return 0, false
+		}
+		return r.UsersPerSecond / r.NoopWorkerQueues.TasksPerSecond, true
 	})
 	scaled := func(seq *sequentialResult, users int) float64 {
 		return seq.PerUser.Seconds() * float64(users)
