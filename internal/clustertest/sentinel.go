@@ -25,6 +25,9 @@ type SentinelOptions struct {
 	// failover has left behind cannot acknowledge writes that the new master lacks. It
 	// also makes a new master with no replica in sync reject writes until one is.
 	MinReplicasToWrite int
+	// ImmediateResync sets repl-diskless-sync-delay 0 on the data nodes, so a replica's
+	// full resynchronization starts at once instead of after Redis's default 5 s.
+	ImmediateResync bool
 	// Password, when set, is required by the data nodes (requirepass and masterauth); the
 	// Sentinels authenticate to them with it.
 	Password string
@@ -75,6 +78,9 @@ func StartSentinel(t testing.TB, opts SentinelOptions) *Sentinel {
 			args = append(args,
 				"--min-replicas-to-write", strconv.Itoa(opts.MinReplicasToWrite),
 				"--min-replicas-max-lag", "10")
+		}
+		if opts.ImmediateResync {
+			args = append(args, "--repl-diskless-sync-delay", "0")
 		}
 		if opts.Password != "" {
 			args = append(args, "--requirepass", opts.Password, "--masterauth", opts.Password)

@@ -155,7 +155,7 @@ func discardedBytes(d *Sentinel, oldMaster string) (lost int64, ok bool) {
 		if err != nil {
 			continue
 		}
-		m := partialResyncRefused.FindSubmatch(b)
+		m := partialResyncRejected.FindSubmatch(b)
 		if m == nil {
 			continue
 		}
@@ -166,6 +166,79 @@ func discardedBytes(d *Sentinel, oldMaster string) (lost int64, ok bool) {
 	return 0, false
 }
 
-// partialResyncRefused matches the line a new master logs when the old master requests to
+// partialResyncRejected matches the line a new master logs when the old master requests to
 // resume replication from an offset past the new master's history (Redis 7.0).
-var partialResyncRefused = regexp.MustCompile(`Requested offset for second ID was (\d+), but I can reply up to (\d+)`)
+var partialResyncRejected = regexp.MustCompile(`Requested offset for second ID was (\d+), but I can reply up to (\d+)`)
+
+// TestSentinelWritePause measures how long a SENTINEL FAILOVER keeps writes from
+// succeeding, with min-replicas-to-write 1, for one and two replicas and with and without
+// an immediate resynchronization. A client of redisconn's Sentinel options sends one SET
+// every 10 ms with a 200 ms timeout; the pause is the span from the first to the last SET
+// that failed. It only logs, and runs only in the full-size run.
+func TestSentinelWritePause(t *testing.T) {
+	if !fullSize() {
+		t.Skipf("measures failovers for about a minute: runs only with %s=1", envFull)
+	}
+	requireBinaries(t)
+	tests := []struct {
+		name string
+		opts SentinelOptions
+	}{
+		{name: "1 replica", opts: SentinelOptions{Replicas: 1, MinReplicasToWrite: 1}},
+		{name: "1 replica, immediate resync", opts: SentinelOptions{Replicas: 1, MinReplicasToWrite: 1, ImmediateResync: true}},
+		{name: "2 replicas", opts: SentinelOptions{Replicas: 2, MinReplicasToWrite: 1}},
+		{name: "2 replicas, immediate resync", opts: SentinelOptions{Replicas: 2, MinReplicasToWrite: 1, ImmediateResync: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := StartSentinel(t, tt.opts)
+			_, rdb, err := d.Config().Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rdb.Close()
+
+			type failure struct{ first, last time.Time }
+			stop := make(chan struct{})
+			result := make(chan failure, 1)
+			go func() {
+				var f failure
+				ticker := time.NewTicker(10 * time.Millisecond)
+				defer ticker.Stop()
+				for {
+					select {
+					case <-stop:
+						result <- f
+						return
+					case <-ticker.C:
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+					err := rdb.Set(ctx, "write-pause-probe", "1", 0).Err()
+					cancel()
+					if err != nil {
+						if f.first.IsZero() {
+							f.first = time.Now()
+						}
+						f.last = time.Now()
+					}
+				}
+			}()
+
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			start := time.Now()
+			from, to, err := d.Failover(ctx)
+			took := time.Since(start)
+			close(stop)
+			f := <-result
+			if err != nil {
+				t.Fatalf("failover from %s: %v", from, err)
+			}
+			pause := time.Duration(0)
+			if !f.first.IsZero() {
+				pause = f.last.Sub(f.first)
+			}
+			t.Logf("failover from %s to %s took %v; writes failed for %v", from, to, took.Round(time.Millisecond), pause.Round(time.Millisecond))
+		})
+	}
+}

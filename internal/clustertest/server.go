@@ -211,12 +211,14 @@ func launch(name, bin string, port int, dir, password string, argv []string) (*s
 		}
 		return true, nil
 	})
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("%s on %s did not respond within 15s:\n%s", name, s.Addr, early.String()+s.logTail(20))
-	}
 	if err != nil {
+		// kill waits for the process to exit, after which its output is complete and
+		// safe to read.
 		s.kill()
 		s.client.Close()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%s on %s did not respond within 15s:\n%s", name, s.Addr, early.String()+s.logTail(20))
+		}
 		return nil, err
 	}
 	return s, nil
