@@ -25,6 +25,12 @@
 // gives that slot up unused: the fleet then sends slightly fewer requests than
 // the limit allows, never more.
 //
+// A stall of a worker process or of Redis holds up every caller that sleeps
+// through it, and they would all send at once when it ends. So after its sleep
+// a caller reads the Redis clock, and when its slot lies more than 40 ms (or
+// one emission interval, if longer) in the past it gives the slot up and
+// reserves a new one.
+//
 // # Pausing
 //
 // Pause stops every Limiter that shares the key for a given time, for example

@@ -188,9 +188,10 @@ func (e *DelayError) Error() string {
 //   - A wrapped Redis error.
 //
 // A caller whose ctx ends while it sleeps gives its reserved slot up unused.
-// The maximum wait bounds the whole call apart from Redis round trips,
+// A caller that wakes too late for its slot (see maxLateness) reserves a new
+// one. The maximum wait bounds the whole call apart from Redis round trips,
 // including a pause waited out and a second reservation after a pause that
-// began during the sleep.
+// began during the sleep or after a late wake-up.
 func (l *Limiter) Wait(ctx context.Context) error {
 	start := l.clock.Now()
 	for {
@@ -225,17 +226,39 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		// A pause that began while this caller slept, and ends after its
 		// slot, applies to it too. Its slot is lost, and it reserves a new
 		// one behind the pause.
-		remaining, _, err := l.pausedAfter(ctx, res.slotMicros)
+		state, err := l.pausedAfter(ctx, res.slotMicros)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return ctxErr
 			}
 			return err
 		}
-		if remaining <= 0 {
+		if state.remaining > 0 {
+			continue
+		}
+
+		// A caller held up past its slot, by a stalled process or a stalled
+		// Redis, would send together with the callers whose slots come next,
+		// and stalls hold up many callers at once. Such a caller gives its
+		// slot up and queues again instead.
+		late := time.Duration(state.nowMicros-res.slotMicros) * time.Microsecond
+		if late <= l.maxLateness() {
 			return nil
 		}
 	}
+}
+
+// maxLateness is how long after its slot, on the Redis clock, a caller that
+// slept may still send: 40 ms, or one emission interval when that is longer.
+// With Burst 1, Wait then returns in any window of W seconds for at most
+// (W + maxLateness) * Rate + 1 slots, which is 53 in one second at 50 requests
+// per second.
+//
+// NOTE: the check reads the Redis clock after the sleep, so a Redis server
+// whose round trip nears 80 ms would make most slots count as late, and the
+// fleet would then send well below its rate.
+func (l *Limiter) maxLateness() time.Duration {
+	return max(40*time.Millisecond, l.emission)
 }
 
 // notReservedError returns the error for a slot that reserve did not take

@@ -412,3 +412,64 @@ func TestDelayErrorMessage(t *testing.T) {
 		t.Errorf("Error() (-want +got):\n%s", diff)
 	}
 }
+
+// TestWaitLateWakeQueuesAgain holds up a caller past its slot, as a stalled process
+// would, while other callers take the slots that follow. The late caller must not send
+// at once, together with them, but reserve a new slot behind them.
+func TestWaitLateWakeQueuesAgain(t *testing.T) {
+	const emission = 50 * time.Millisecond // 20 per second: maxLateness is 40 ms
+
+	tests := []struct {
+		name string
+		// stall is how long the caller's timer fires after it was set.
+		stall time.Duration
+		// wantSecondSleep is the sleep until the new slot, 0 for none.
+		wantSecondSleep time.Duration
+	}{
+		{name: "on time", stall: 0},
+		{name: "100 ms late", stall: 150 * time.Millisecond, wantSecondSleep: 3 * emission},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newTestRedis(t)
+			r.skipOnMiniredis(t)
+			others := r.newLimiter(t, testOdinURL, Limit{Rate: 20, Burst: 1})
+			clock := &fakeClock{timers: make(chan fakeTimer)}
+			waiter := r.newLimiter(t, testOdinURL, Limit{Rate: 20, Burst: 1}, WithClock(clock))
+			if _, err := others.reserve(t.Context(), time.Hour); err != nil {
+				t.Fatalf("reserve the first slot: %v", err)
+			}
+
+			done := make(chan error, 1)
+			go func() { done <- waiter.Wait(t.Context()) }()
+			slotTimer := <-clock.timers
+			if tt.stall > 0 {
+				// The stall: real time passes, then three callers on time take the
+				// next slots.
+				<-time.After(tt.stall)
+				for range 3 {
+					if _, err := others.reserve(t.Context(), time.Hour); err != nil {
+						t.Fatalf("reserve a slot of a caller on time: %v", err)
+					}
+				}
+			}
+			slotTimer.fire <- time.Now()
+
+			if tt.wantSecondSleep > 0 {
+				var second fakeTimer
+				select {
+				case second = <-clock.timers:
+				case err := <-done:
+					t.Fatalf("Wait returned %v at once, want it to sleep until a new slot behind the callers on time", err)
+				}
+				if diff := cmp.Diff(tt.wantSecondSleep, second.length, approxDuration(30*time.Millisecond)); diff != "" {
+					t.Errorf("sleep until the new slot (-want +got):\n%s", diff)
+				}
+				second.fire <- time.Now()
+			}
+			if err := <-done; err != nil {
+				t.Errorf("Wait: %v", err)
+			}
+		})
+	}
+}

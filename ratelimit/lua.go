@@ -92,13 +92,14 @@ redis.call("PEXPIRE", KEYS[1], math.ceil(length / 1000) + ttl_margin)
 return 1
 `)
 
-// pausedScript reads the pause.
+// pausedScript reads the pause and the Redis clock.
 //
 //	KEYS[1]  pause key
 //	ARGV[1]  time in microseconds since the Unix epoch: a pause that ends
 //	         at or before it is not reported, and 0 reports every pause
 //
-// It returns {remaining microseconds, reason}, or {0, ""} when no pause is on.
+// It returns {remaining microseconds, reason, now}, with remaining 0 and
+// reason "" when no pause is on, and now in microseconds since the Unix epoch.
 var pausedScript = redis.NewScript(`
 local ends_after = tonumber(ARGV[1])
 
@@ -108,7 +109,7 @@ local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local pause = redis.call("HMGET", KEYS[1], "until_us", "reason")
 local pause_until = tonumber(pause[1])
 if pause_until and pause_until > now and pause_until > ends_after then
-  return {pause_until - now, pause[2] or ""}
+  return {pause_until - now, pause[2] or "", now}
 end
-return {0, ""}
+return {0, "", now}
 `)

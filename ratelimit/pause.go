@@ -38,26 +38,39 @@ func (l *Limiter) Pause(ctx context.Context, d time.Duration, reason string) err
 // Paused returns the time left of the current fleet pause and its reason, or
 // 0 and "" when no pause is on.
 func (l *Limiter) Paused(ctx context.Context) (remaining time.Duration, reason string, err error) {
-	return l.pausedAfter(ctx, 0)
+	state, err := l.pausedAfter(ctx, 0)
+	return state.remaining, state.reason, err
 }
 
-// pausedAfter is Paused for a pause that ends later than endsAfter, in
-// microseconds since the Unix epoch on the Redis server's clock.
-func (l *Limiter) pausedAfter(ctx context.Context, endsAfter int64) (remaining time.Duration, reason string, err error) {
+// pauseReading is what pausedScript read: the pause and the Redis clock.
+type pauseReading struct {
+	remaining time.Duration // 0 when no pause is on
+	reason    string        // "" when no pause is on
+	nowMicros int64         // the Redis clock, microseconds since the Unix epoch
+}
+
+// pausedAfter reads a pause that ends later than endsAfter, in microseconds since
+// the Unix epoch on the Redis server's clock, and that clock.
+func (l *Limiter) pausedAfter(ctx context.Context, endsAfter int64) (pauseReading, error) {
 	values, err := pausedScript.Run(ctx, l.rdb, []string{l.pauseKey}, endsAfter).Slice()
 	if err != nil {
-		return 0, "", fmt.Errorf("ratelimit: read the Odin request pause from Redis: %w", err)
+		return pauseReading{}, fmt.Errorf("ratelimit: read the Odin request pause from Redis: %w", err)
 	}
 
-	if len(values) != 2 {
-		return 0, "", fmt.Errorf("ratelimit: read the Odin request pause from Redis: unexpected reply %v", values)
+	if len(values) != 3 {
+		return pauseReading{}, fmt.Errorf("ratelimit: read the Odin request pause from Redis: unexpected reply %v", values)
 	}
 	remainingMicros, ok1 := values[0].(int64)
 	reason, ok2 := values[1].(string)
-	if !ok1 || !ok2 {
-		return 0, "", fmt.Errorf("ratelimit: read the Odin request pause from Redis: unexpected reply %v", values)
+	nowMicros, ok3 := values[2].(int64)
+	if !ok1 || !ok2 || !ok3 {
+		return pauseReading{}, fmt.Errorf("ratelimit: read the Odin request pause from Redis: unexpected reply %v", values)
 	}
-	return time.Duration(remainingMicros) * time.Microsecond, reason, nil
+	return pauseReading{
+		remaining: time.Duration(remainingMicros) * time.Microsecond,
+		reason:    reason,
+		nowMicros: nowMicros,
+	}, nil
 }
 
 // Resume ends the current fleet pause, for example once an Odin login works
