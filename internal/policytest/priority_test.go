@@ -1,0 +1,96 @@
+package policytest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/odinreset/odinreset/odin/odintest"
+	"github.com/odinreset/odinreset/results"
+)
+
+// TestHighPriorityNotStarved submits a 20,000-user low-priority batch with enqueue to a
+// worker process limited to 20 Odin requests per second, and while it runs submits
+// one-user jobs with --priority high. Each of them must complete within 5 seconds,
+// because the worker serves its queues with strict priority and keeps limiter waits
+// short.
+func TestHighPriorityNotStarved(t *testing.T) {
+	const (
+		lowUsers    = 20_000
+		rate        = 20
+		maxLatency  = 5 * time.Second
+		concurrency = 20
+	)
+	rounds := sized(1, 5)
+	bins := requireBinaries(t)
+	rd := startRedisServer(t, "noeviction")
+	sim := startSim(t, bins, "--users", strconv.Itoa(lowUsers), "--latency", "20ms", "--jitter", "30ms")
+	key, keyring := newResultsKey(t)
+	startWorker(t, bins, "worker", rd.URL, sim.URL, key, workerSettings{
+		"ODIN_RATE_LIMIT":    strconv.Itoa(rate),
+		"WORKER_CONCURRENCY": strconv.Itoa(concurrency),
+	})
+	store := results.NewStore(rd.Client, results.WithSealer(keyring))
+
+	usersFile := filepath.Join(t.TempDir(), "users.txt")
+	if err := os.WriteFile(usersFile, []byte(strings.Join(seededUsers(lowUsers), "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, bins, rd.URL, "--service-provider", "sp1", "--group", "grp1", "--type", "web",
+		"--users-file", usersFile, "--priority", "low", "--job-id", "low-batch", "--requested-by", "policytest")
+	waitApplied(t, store, "low-batch", 100, time.Minute)
+
+	var latencies []time.Duration
+	for round := range rounds {
+		for i, typ := range []results.CredentialType{results.SIP, results.Voicemail, results.Web} {
+			// Users at the end of the list, which the batch has not reached yet.
+			user := odintest.SeededUserID(lowUsers - 3*round - i)
+			jobID := fmt.Sprintf("urgent-%d-%s", round+1, typ)
+			enqueue(t, bins, rd.URL, "--service-provider", "sp1", "--group", "grp1", "--type", string(typ),
+				"--user", user, "--priority", "high", "--job-id", jobID, "--requested-by", "policytest")
+			job := waitJob(t, store, jobID, 30*time.Second)
+			latency := job.CompletedAt.Sub(job.CreatedAt)
+			latencies = append(latencies, latency)
+
+			if job.State != results.JobCompleted || job.Applied != 1 {
+				t.Errorf("job %s is %s with %d applied, want completed with its user applied", jobID, job.State, job.Applied)
+			}
+			if latency > maxLatency {
+				t.Errorf("high-priority %s job %s took %v from submission to completion, want at most %v", typ, jobID, latency.Round(10*time.Millisecond), maxLatency)
+			}
+		}
+	}
+
+	low, err := store.Job(t.Context(), "low-batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("one-user high-priority jobs (sip, voicemail, web) during a %d-user low-priority batch at %d req/s with concurrency %d: %v; the batch had %d applied",
+		lowUsers, rate, concurrency, roundAll(latencies), low.Applied)
+	if low.State != results.JobRunning || low.Pending() == 0 {
+		t.Errorf("low-priority batch is %s with %d pending users, want it still running: the measurement did not overlap it", low.State, low.Pending())
+	}
+	enqueue(t, bins, rd.URL, "cancel", "--requested-by", "policytest", "low-batch")
+}
+
+// enqueue runs cmd/enqueue and fails the test unless it exits with 0.
+func enqueue(t *testing.T, bins binaries, redisURL string, args ...string) string {
+	t.Helper()
+	stdout, stderr, code := runEnqueue(t, bins, redisURL, args...)
+	if code != 0 {
+		t.Fatalf("enqueue %s exited with %d:\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+	}
+	return stdout
+}
+
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(10 * time.Millisecond)
+	}
+	return out
+}
