@@ -67,11 +67,12 @@ type DeviceStepPayload struct {
 	DeviceName string `json:"deviceName"`
 }
 
-// DeviceFanOutTaskID is the TaskID of a job's reset:devices task.
-func DeviceFanOutTaskID(jobID string) string { return jobID + "/devices" }
+// DeviceFanOutTaskID is the TaskID of a job's reset:devices task. The '#' cannot occur in
+// a job ID, so no user's TaskID ("<job>/<user>") can take it.
+func DeviceFanOutTaskID(jobID string) string { return jobID + "#devices" }
 
 // DeviceStepTaskID is the TaskID of the reset:device task of one device in a job.
-func DeviceStepTaskID(jobID, deviceName string) string { return jobID + "/device/" + deviceName }
+func DeviceStepTaskID(jobID, deviceName string) string { return jobID + "#device/" + deviceName }
 
 // NewDeviceFanOutTask returns the reset:devices task of a job, in the job's queue.
 func NewDeviceFanOutTask(jobID, queue string) (*asynq.Task, error) {

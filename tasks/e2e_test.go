@@ -222,3 +222,19 @@ func TestEndToEndEveryKeyHasTTL(t *testing.T) {
 		}
 	}
 }
+
+func TestEndToEndUserNamedLikeInternalTasks(t *testing.T) {
+	t.Parallel()
+	odd := []string{"complete", "devices", "device/phone-1"}
+	env := testenv.Start(t, testenv.Options{Sim: odintest.Config{ExtraUsers: odd}})
+
+	env.Submit(tasks.BulkResetPayload{JobID: "odd-names", Type: results.Web, Users: odd})
+	job := env.Wait("odd-names", 30*time.Second)
+
+	if job.State != results.JobCompleted || job.Applied != len(odd) {
+		t.Fatalf("job %s with %d applied of %d; want completed with every user applied", job.State, job.Applied, len(odd))
+	}
+	if m := env.Mismatches("odd-names"); len(m) > 0 {
+		t.Errorf("record differs from simulator:\n%s", strings.Join(m, "\n"))
+	}
+}

@@ -358,8 +358,9 @@ func (p UserResetPayload) validate() error {
 	return nil
 }
 
-// CompleteTaskID is the TaskID of a job's reset:complete task.
-func CompleteTaskID(jobID string) string { return jobID + "/complete" }
+// CompleteTaskID is the TaskID of a job's reset:complete task. The '#' cannot occur in a
+// job ID, so a user named "complete" keeps its own TaskID "<job>/complete".
+func CompleteTaskID(jobID string) string { return jobID + "#complete" }
 
 // NewCompleteTask returns the reset:complete task of a job.
 func NewCompleteTask(jobID, queue string) (*asynq.Task, error) {
