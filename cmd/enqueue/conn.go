@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -35,84 +33,14 @@ type redisConn struct {
 	passwords []string
 }
 
-// redisSettings builds the Redis deployment from --redis-url (which wins over every
-// REDIS_* deployment variable) or the environment: REDIS_URL, REDIS_SENTINEL_ADDRS with
-// REDIS_SENTINEL_MASTER and REDIS_SENTINEL_PASSWORD(_FILE), or REDIS_CLUSTER_ADDRS, plus
-// REDIS_USERNAME, REDIS_PASSWORD(_FILE), REDIS_DB and REDIS_TLS. A password in
-// REDIS_PASSWORD is added to a URL that has none, so it can stay out of the command line.
+// redisSettings builds the Redis deployment from --redis-url or the environment, the
+// same way the worker does (see redisconn.FromEnv).
 func (a *app) redisSettings(urlFlag string) (redisconn.Config, error) {
-	getenv := secrets.Getenv(a.getenv)
-	var cfg redisconn.Config
-
-	password, _, err := secrets.FromEnvOrFile(getenv, "REDIS_PASSWORD")
+	cfg, err := redisconn.FromEnv(secrets.Getenv(a.getenv), urlFlag)
 	if err != nil {
-		return cfg, usageErrorf("%v", err)
-	}
-	sentinelPassword, _, err := secrets.FromEnvOrFile(getenv, "REDIS_SENTINEL_PASSWORD")
-	if err != nil {
-		return cfg, usageErrorf("%v", err)
-	}
-
-	cfg.URL = a.getenv("REDIS_URL")
-	if urlFlag != "" {
-		cfg.URL = urlFlag
-	} else {
-		cfg.SentinelAddrs = splitList(a.getenv("REDIS_SENTINEL_ADDRS"))
-		cfg.SentinelMaster = strings.TrimSpace(a.getenv("REDIS_SENTINEL_MASTER"))
-		cfg.SentinelPassword = sentinelPassword
-		cfg.ClusterAddrs = splitList(a.getenv("REDIS_CLUSTER_ADDRS"))
-	}
-	cfg.Username = a.getenv("REDIS_USERNAME")
-	cfg.Password = password
-	if v := a.getenv("REDIS_DB"); v != "" {
-		if cfg.DB, err = strconv.Atoi(v); err != nil || cfg.DB < 0 {
-			return cfg, usageErrorf("invalid REDIS_DB %q: use a database number such as 0", v)
-		}
-	}
-	if v := a.getenv("REDIS_TLS"); v != "" {
-		if cfg.TLS, err = strconv.ParseBool(v); err != nil {
-			return cfg, usageErrorf("invalid REDIS_TLS %q: use true or false", v)
-		}
-	}
-
-	if cfg.URL != "" && password != "" {
-		if cfg.URL, err = addURLPassword(cfg.URL, password); err != nil {
-			return cfg, err
-		}
-	}
-	if err := cfg.Validate(); err != nil {
 		return cfg, usageErrorf("%v", err)
 	}
 	return cfg, nil
-}
-
-// addURLPassword puts REDIS_PASSWORD into a Redis URL that carries no password.
-func addURLPassword(raw, password string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", usageErrorf("invalid Redis URL %s: use redis://host:port/db", redisconn.Redact(raw))
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			return "", usageErrorf("the Redis URL %s has a password and REDIS_PASSWORD is set too: set only one", redisconn.Redact(raw))
-		}
-	}
-	username := ""
-	if u.User != nil {
-		username = u.User.Username()
-	}
-	u.User = url.UserPassword(username, password)
-	return u.String(), nil
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, part := range strings.Split(v, ",") {
-		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
-		}
-	}
-	return out
 }
 
 // connect opens the Redis deployment and checks it with a PING. A configuration error is

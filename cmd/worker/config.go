@@ -19,7 +19,7 @@ import (
 // (the flag wins); secrets have only environment variables, because flags show in `ps`.
 type Config struct {
 	// Redis selects the Redis deployment: REDIS_URL, or REDIS_SENTINEL_ADDRS with
-	// REDIS_SENTINEL_MASTER, or REDIS_CLUSTER_ADDRS.
+	// REDIS_SENTINEL_MASTER, or REDIS_CLUSTER_ADDRS (see redisconn.FromEnv).
 	Redis redisconn.Config
 	// OdinBaseURL is Odin's API root, like https://odin.example.com/api/v2.
 	OdinBaseURL string
@@ -68,13 +68,6 @@ type Config struct {
 // parseConfig reads the environment, then the flags, and validates the result.
 func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config, error) {
 	c := Config{
-		Redis: redisconn.Config{
-			URL:            getenv("REDIS_URL"),
-			SentinelAddrs:  splitList(getenv("REDIS_SENTINEL_ADDRS")),
-			SentinelMaster: getenv("REDIS_SENTINEL_MASTER"),
-			ClusterAddrs:   splitList(getenv("REDIS_CLUSTER_ADDRS")),
-			Username:       getenv("REDIS_USERNAME"),
-		},
 		OdinBaseURL:     getenv("ODIN_BASE_URL"),
 		OdinUsername:    getenv("ODIN_USERNAME"),
 		OdinTimeout:     30 * time.Second,
@@ -99,14 +92,12 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 	envDuration(getenv, "ODIN_LOGIN_COOLDOWN", &c.LoginCooldown, &problems)
 	envBool(getenv, "INSECURE_PLAINTEXT_RESULTS", &c.InsecurePlaintextResults, &problems)
 	envBool(getenv, "MONITORING_WRITABLE", &c.MonitoringWritable, &problems)
-	if v := getenv("REDIS_DB"); v != "" {
-		envInt(getenv, "REDIS_DB", &c.Redis.DB, &problems)
-	}
 
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { usage(fs, stderr) }
-	fs.StringVar(&c.Redis.URL, "redis-url", c.Redis.URL, "Redis URL, redis://[user:password@]host:port/db or rediss:// (env REDIS_URL)")
+	var redisURL string
+	fs.StringVar(&redisURL, "redis-url", "", "Redis URL, redis://[user:password@]host:port/db or rediss://; wins over every REDIS_* deployment variable (env REDIS_URL)")
 	fs.StringVar(&c.OdinBaseURL, "odin-url", c.OdinBaseURL, "Odin API base URL, like https://odin.example.com/api/v2 (env ODIN_BASE_URL)")
 	fs.StringVar(&c.OdinUsername, "odin-username", c.OdinUsername, "Odin admin user name (env ODIN_USERNAME); the password comes only from ODIN_PASSWORD or ODIN_PASSWORD_FILE")
 	fs.DurationVar(&c.OdinTimeout, "odin-timeout", c.OdinTimeout, "timeout of one Odin request (env ODIN_TIMEOUT)")
@@ -135,11 +126,10 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 	if c.odinPassword, _, err = secrets.FromEnvOrFile(getenv, "ODIN_PASSWORD"); err != nil {
 		problems = append(problems, err.Error())
 	}
-	if c.Redis.Password, _, err = secrets.FromEnvOrFile(getenv, "REDIS_PASSWORD"); err != nil {
-		problems = append(problems, err.Error())
-	}
-	if c.Redis.SentinelPassword, _, err = secrets.FromEnvOrFile(getenv, "REDIS_SENTINEL_PASSWORD"); err != nil {
-		problems = append(problems, err.Error())
+	if !c.Demo {
+		if c.Redis, err = redisconn.FromEnv(getenv, redisURL); err != nil {
+			problems = append(problems, err.Error())
+		}
 	}
 	if c.monitoringPassword, _, err = secrets.FromEnvOrFile(getenv, "MONITORING_PASSWORD"); err != nil {
 		problems = append(problems, err.Error())
@@ -165,9 +155,6 @@ func (c Config) validate() []string {
 			p = append(p, fmt.Sprintf("--demo-users %d is out of range: use 1 to 10000", c.DemoUsers))
 		}
 	} else {
-		if err := c.Redis.Validate(); err != nil {
-			p = append(p, err.Error())
-		}
 		if c.OdinBaseURL == "" {
 			p = append(p, "ODIN_BASE_URL is missing: set it to Odin's API root, like https://odin.example.com/api/v2")
 		} else if u, err := url.Parse(c.OdinBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -27,4 +29,12 @@ func newLogger(cfg Config, w io.Writer) zerolog.Logger {
 	}
 	zerolog.DurationFieldUnit = time.Millisecond
 	return zerolog.New(w).Level(level).With().Timestamp().Str("service", "odinreset-worker").Logger()
+}
+
+// redisLogger sends go-redis's own messages (failed dials, Sentinel master changes) to
+// the worker's log as JSON instead of plain text on standard error.
+type redisLogger struct{ log zerolog.Logger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l.log.Warn().Str("component", "go-redis").Msg(fmt.Sprintf(format, v...))
 }
