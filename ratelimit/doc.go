@@ -31,6 +31,17 @@
 // one emission interval, if longer) in the past it gives the slot up and
 // reserves a new one.
 //
+// # Priorities
+//
+// Callers that reserve slots first come, first served wait behind everyone
+// who came before them, up to the maximum wait, so a large batch would delay an
+// urgent request by that much. Callers whose context carries LowPriority
+// therefore first take a turn in a queue of their own, kept at the same rate,
+// and reserve their request slot only when the turn is half the headroom away
+// (see WithHeadroom). The request slots past the headroom stay free, and a
+// caller without the mark reserves one within about the headroom. Both queues
+// honour the pause, and the request slots alone decide the rate.
+//
 // # Pausing
 //
 // Pause stops every Limiter that shares the key for a given time, for example
@@ -43,9 +54,10 @@
 // # Redis keys
 //
 // All keys of one Limiter share one hash tag derived from the SHA-1 of the
-// Odin base URL, for example "odinreset:{rl:1a2b3c4d5e6f}:gcra" and
-// "odinreset:{rl:1a2b3c4d5e6f}:pause", so the scripts also run on Redis
-// Cluster and no credential from the URL appears in a key name. Every key has
+// Odin base URL, for example "odinreset:{rl:1a2b3c4d5e6f}:gcra",
+// "odinreset:{rl:1a2b3c4d5e6f}:gcra-low" (the turns of low-priority callers)
+// and "odinreset:{rl:1a2b3c4d5e6f}:pause". So the scripts also run on Redis
+// Cluster, and no credential from the URL appears in a key name. Every key has
 // a TTL a little longer than the state it holds is needed. The package needs
 // Redis 6.2 or later, or miniredis v2.40 or later for tests.
 package ratelimit

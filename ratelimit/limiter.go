@@ -58,12 +58,14 @@ type rediser interface {
 type Limiter struct {
 	rdb      rediser
 	gcraKey  string
+	laneKey  string // turns of low-priority callers
 	pauseKey string
 
 	emission time.Duration
 	burst    int
 
 	maxWait   time.Duration
+	headroom  time.Duration
 	keyPrefix string
 	clock     Clock
 }
@@ -116,6 +118,7 @@ func New(rdb redis.UniversalClient, key string, limit Limit, opts ...Option) (*L
 		emission:  limit.emissionInterval(),
 		burst:     limit.Burst,
 		maxWait:   DefaultMaxWait,
+		headroom:  DefaultHeadroom,
 		keyPrefix: DefaultKeyPrefix,
 		clock:     systemClock{},
 	}
@@ -125,6 +128,9 @@ func New(rdb redis.UniversalClient, key string, limit Limit, opts ...Option) (*L
 	if l.maxWait < 0 {
 		return nil, fmt.Errorf("ratelimit: invalid maximum wait %v: it must not be negative", l.maxWait)
 	}
+	if l.headroom <= 0 {
+		return nil, fmt.Errorf("ratelimit: invalid headroom %v: it must be greater than 0", l.headroom)
+	}
 	if l.clock == nil {
 		return nil, errors.New("ratelimit: the clock is nil")
 	}
@@ -132,6 +138,7 @@ func New(rdb redis.UniversalClient, key string, limit Limit, opts ...Option) (*L
 	sum := sha1.Sum([]byte(key))
 	hashTag := "{rl:" + hex.EncodeToString(sum[:])[:12] + "}"
 	l.gcraKey = l.keyPrefix + hashTag + ":gcra"
+	l.laneKey = l.keyPrefix + hashTag + ":gcra-low"
 	l.pauseKey = l.keyPrefix + hashTag + ":pause"
 	return l, nil
 }
@@ -187,13 +194,21 @@ func (e *DelayError) Error() string {
 //     than the maximum wait. No slot is reserved then.
 //   - A wrapped Redis error.
 //
-// A caller whose ctx ends while it sleeps gives its reserved slot up unused.
-// A caller that wakes too late for its slot (see maxLateness) reserves a new
-// one. The maximum wait bounds the whole call apart from Redis round trips,
+// A caller whose ctx carries LowPriority waits for its turn among the
+// low-priority callers first, and the maximum wait covers that too. A caller
+// whose ctx ends while it sleeps gives its reserved slot up unused. A caller
+// that wakes too late for its slot (see maxLateness) reserves a new one. The maximum wait bounds the whole call apart from Redis round trips,
 // including a pause waited out and a second reservation after a pause that
 // began during the sleep or after a late wake-up.
 func (l *Limiter) Wait(ctx context.Context) error {
 	start := l.clock.Now()
+	lowPriority := isLowPriority(ctx)
+	if lowPriority {
+		if err := l.awaitTurn(ctx); err != nil {
+			return err
+		}
+	}
+
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -204,13 +219,25 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		if deadline, ok := ctx.Deadline(); ok {
 			budget = min(budget, time.Until(deadline))
 		}
+		horizon := budget
+		if lowPriority {
+			horizon = min(budget, l.headroom)
+		}
 
-		res, err := l.reserve(ctx, budget)
+		res, err := l.reserveIn(ctx, l.gcraKey, horizon)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return ctxErr
 			}
 			return err
+		}
+		if !res.reserved && lowPriority && res.wait <= budget {
+			// Callers without the low-priority mark hold the headroom. Try
+			// again once their slots have passed.
+			if err := l.sleep(ctx, max(res.wait-l.headroom, l.emission)); err != nil {
+				return err
+			}
+			continue
 		}
 		if !res.reserved {
 			return l.notReservedError(ctx, res, maxWait)
@@ -300,9 +327,15 @@ type reservation struct {
 	slotMicros  int64  // start of the slot, microseconds since the Unix epoch on the Redis clock
 }
 
-// reserve takes the next slot if it is at most budget away.
+// reserve takes the next request slot if it is at most budget away.
 func (l *Limiter) reserve(ctx context.Context, budget time.Duration) (reservation, error) {
-	keys := []string{l.gcraKey, l.pauseKey}
+	return l.reserveIn(ctx, l.gcraKey, budget)
+}
+
+// reserveIn takes the next slot of the schedule kept in tatKey, the request
+// slots or the turns of low-priority callers, if it is at most budget away.
+func (l *Limiter) reserveIn(ctx context.Context, tatKey string, budget time.Duration) (reservation, error) {
+	keys := []string{tatKey, l.pauseKey}
 	args := []any{
 		l.emission.Microseconds(),
 		l.burst,

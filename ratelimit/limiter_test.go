@@ -40,6 +40,8 @@ func TestNewRejectsInvalidInput(t *testing.T) {
 			opts: []Option{WithMaxWait(-time.Second)}},
 		{name: "nil clock", rdb: rdb, key: testOdinURL, limit: Limit{Rate: 5, Burst: 1},
 			opts: []Option{WithClock(nil)}},
+		{name: "zero headroom", rdb: rdb, key: testOdinURL, limit: Limit{Rate: 5, Burst: 1},
+			opts: []Option{WithHeadroom(0)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/odinreset/odinreset/odin"
+	"github.com/odinreset/odinreset/ratelimit"
 	"github.com/odinreset/odinreset/results"
 )
 
@@ -78,15 +79,28 @@ func (h *Handlers) now() time.Time {
 	return time.Now()
 }
 
-// Register adds the handlers and the logging middleware to mux. logger is the base of every
-// task's logger; handlers read it with zerolog.Ctx.
+// Register adds the handlers, the logging middleware and PriorityMiddleware to mux.
+// logger is the base of every task's logger; handlers read it with zerolog.Ctx.
 func (h *Handlers) Register(mux *asynq.ServeMux, logger zerolog.Logger) {
-	mux.Use(LoggingMiddleware(logger))
+	mux.Use(LoggingMiddleware(logger), PriorityMiddleware)
 	mux.HandleFunc(TypeBulkReset, h.HandleBulkReset)
 	mux.HandleFunc(TypeUserReset, h.HandleUserReset)
 	mux.HandleFunc(TypeComplete, h.HandleComplete)
 	mux.HandleFunc(TypeDeviceFanOut, h.HandleDeviceFanOut)
 	mux.HandleFunc(TypeDeviceStep, h.HandleDeviceStep)
+}
+
+// PriorityMiddleware marks the context of every task outside QueueHigh as low priority
+// for the fleet-wide rate limiter (ratelimit.LowPriority). The Odin requests of
+// high-priority tasks then find a free slot within the limiter's headroom, even while a
+// large batch keeps every worker slot waiting for the limiter.
+func PriorityMiddleware(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		if queue, _ := asynq.GetQueueName(ctx); queue != QueueHigh {
+			ctx = ratelimit.LowPriority(ctx)
+		}
+		return next.ProcessTask(ctx, t)
+	})
 }
 
 // permanent marks err as not worth retrying: asynq archives the task with err's text.

@@ -1,0 +1,123 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestLowPriorityLeavesHeadroom keeps 40 callers waiting at 20 requests per second, a
+// backlog of 2 s, and then lets one more caller without the low-priority mark wait.
+// When the 40 are marked low priority, that caller gets a slot within about the
+// headroom of 500 ms, and the 40 still use the whole rate. When they are not marked, it
+// waits behind all of them.
+func TestLowPriorityLeavesHeadroom(t *testing.T) {
+	const (
+		rate     = 20
+		callers  = 40
+		headroom = 500 * time.Millisecond
+		backlog  = callers * time.Second / rate
+	)
+
+	tests := []struct {
+		name string
+		// markBatch marks the 40 callers low priority.
+		markBatch bool
+		// minWait and maxWait bound the wait of the caller without the mark.
+		minWait, maxWait time.Duration
+	}{
+		{name: "low-priority batch", markBatch: true, maxWait: headroom + 300*time.Millisecond},
+		{name: "unmarked batch", markBatch: false, minWait: backlog - 500*time.Millisecond, maxWait: backlog + time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newTestRedis(t)
+			r.skipOnMiniredis(t)
+			l := r.newLimiter(t, testOdinURL, Limit{Rate: rate, Burst: 1}, WithHeadroom(headroom))
+
+			batchCtx, stopBatch := context.WithCancel(t.Context())
+			if tt.markBatch {
+				batchCtx = LowPriority(batchCtx)
+			}
+			var sent atomic.Int64
+			var wg sync.WaitGroup
+			errs := make(chan error, callers)
+			for range callers {
+				wg.Go(func() {
+					for batchCtx.Err() == nil {
+						err := l.Wait(batchCtx)
+						switch {
+						case err == nil:
+							sent.Add(1)
+						case batchCtx.Err() != nil:
+						default:
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+
+			// Let the backlog build up, then measure one caller without the mark.
+			<-time.After(time.Second)
+			sentBefore := sent.Load()
+			start := time.Now()
+			if err := l.Wait(t.Context()); err != nil {
+				t.Fatalf("Wait without the mark: %v", err)
+			}
+			waited := time.Since(start)
+			<-time.After(time.Second)
+			sentDuring := sent.Load() - sentBefore
+			stopBatch()
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Errorf("Wait of the batch: %v", err)
+			}
+
+			t.Logf("caller without the mark waited %v; the batch sent %d requests in the %v after it arrived",
+				waited.Round(time.Millisecond), sentDuring, (waited + time.Second).Round(100*time.Millisecond))
+			if waited < tt.minWait || waited > tt.maxWait {
+				t.Errorf("caller without the mark waited %v, want %v to %v", waited, tt.minWait, tt.maxWait)
+			}
+			// The batch keeps the limiter busy: together with the one caller it uses
+			// all but a few slots of the time measured.
+			if want := int64((waited+time.Second).Seconds()*rate) - 4; sentDuring < want {
+				t.Errorf("the batch sent %d requests in %v, want at least %d", sentDuring, waited+time.Second, want)
+			}
+		})
+	}
+}
+
+// TestLowPriorityMaxWait gives low-priority callers the errors of Wait when their turn
+// lies beyond the maximum wait or the deadline of their context.
+func TestLowPriorityMaxWait(t *testing.T) {
+	r := newTestRedis(t)
+	l := r.newLimiter(t, testOdinURL, Limit{Rate: 1, Burst: 1}, WithMaxWait(1500*time.Millisecond), WithClock(&fakeClock{}))
+	ctx := LowPriority(t.Context())
+
+	if err := l.Wait(ctx); err != nil {
+		t.Fatalf("first Wait: %v", err)
+	}
+
+	// The next turn, 1 s away, lies within the maximum wait but past the deadline.
+	deadlineCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if err := l.Wait(deadlineCtx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Wait with a deadline before the turn returned %v, want context.DeadlineExceeded", err)
+	}
+
+	// That Wait took nothing, so this one gets the turn 1 s away, and the next one,
+	// 2 s away, lies past the maximum wait.
+	if err := l.Wait(ctx); err != nil {
+		t.Fatalf("Wait for the turn 1 s away: %v", err)
+	}
+	var delayErr *DelayError
+	if err := l.Wait(ctx); !errors.As(err, &delayErr) || delayErr.Reason != ReasonRateLimit {
+		t.Errorf("Wait for the turn 2 s away returned %v, want a *DelayError for the rate limit", err)
+	}
+}
