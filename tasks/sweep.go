@@ -224,6 +224,10 @@ func (s *Sweeper) repairUser(ctx context.Context, job results.Job, queue string,
 		}
 		return 1, nil
 	}
+	// NOTE: a task left active without its lease entry, for example after Redis evicted
+	// the lease key, is never recovered by asynq and is not repaired here either, so its
+	// job stays running. The worker's start-up check for maxmemory-policy noeviction
+	// prevents that case instead.
 	return 0, nil
 }
 
