@@ -20,10 +20,18 @@ const (
 // delay. Other errors get exponential backoff from RetryBase, doubling per attempt and
 // capped at RetryCap, or Odin's Retry-After when that is longer. Jitter of up to +25%
 // keeps a batch that failed together from retrying together.
+//
+// A task whose worker died or lost Redis (asynq.ErrLeaseExpired) gets RetryBase whatever
+// its attempt, because it already waited at least 30 s for its lease to expire and a
+// crash is no sign of trouble at Odin. Backing off instead would delay each restart of a
+// long fan-out more than the last, up to RetryCap.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	var wait *WaitError
 	if errors.As(err, &wait) {
 		return jitter(wait.Delay)
+	}
+	if errors.Is(err, asynq.ErrLeaseExpired) {
+		return jitter(RetryBase)
 	}
 	d := RetryCap
 	if n < 16 {
