@@ -7,7 +7,7 @@
 // SIGKILL, while redis-server is killed and started again, and while a worker stops on
 // SIGTERM. In CI they run a short form; ODINRESET_CHAOS_FULL=1 runs 2,000-user batches:
 //
-//	ODINRESET_CHAOS_FULL=1 go test -run TestChaos -v -timeout 30m ./internal/chaos
+//	ODINRESET_CHAOS_FULL=1 go test -run TestChaos -v -timeout 60m ./internal/chaos
 package chaos
 
 import (
