@@ -108,8 +108,8 @@ func TestLoginFailurePausesFleet(t *testing.T) {
 			// fails, and pauses the fleet again, so each cooldown lets at most about one
 			// login per worker through.
 			cycles := int(broken/cooldown) + 1
-			if max := workers * cycles; logins > max {
-				t.Errorf("%d login attempts during %v of failing logins, want at most %d (one per worker per cooldown of %v)", logins, broken, max, cooldown)
+			if limit := workers * cycles; logins > limit {
+				t.Errorf("%d login attempts during %v of failing logins, want at most %d (one per worker per cooldown of %v)", logins, broken, limit, cooldown)
 			}
 			if logins == 0 {
 				t.Errorf("no login attempt while the login was broken: the workers never tried again")
@@ -118,8 +118,8 @@ func TestLoginFailurePausesFleet(t *testing.T) {
 			// first of them gets the 401 that leads to a login, so the login waits behind
 			// those slots. Each cooldown can therefore send up to one request per worker
 			// slot with the rejected token, and nothing more.
-			if max := workers * concurrency * cycles; others > max {
-				t.Errorf("%d Odin requests other than logins while the fleet was paused, want at most %d (one per worker slot per cooldown)", others, max)
+			if limit := workers * concurrency * cycles; others > limit {
+				t.Errorf("%d Odin requests other than logins while the fleet was paused, want at most %d (one per worker slot per cooldown)", others, limit)
 			}
 			if got := attemptCounts(t, env.Store, jobID); got[1] != users {
 				t.Errorf("attempts per user = %v, want every user applied at its first counted attempt, because waiting for a login spends no retry", got)
