@@ -150,6 +150,10 @@ func (c *Client) renew(ctx context.Context, seen authSnapshot, mode renewMode) e
 	c.auth.lastErr = err
 	if mode == renewByRefresh {
 		c.auth.retryAt = c.now().Add(refreshRetryDelay)
+	} else {
+		// The token was rejected or has expired: drop it, so the next call logs in
+		// first instead of sending one more request with a token Odin refuses.
+		c.auth.session.token = ""
 	}
 	c.auth.mu.Unlock()
 	return err

@@ -600,3 +600,32 @@ func TestSimObserverAndLimiter(t *testing.T) {
 		t.Errorf("limiter waited %d times for %d requests", got, st.Total)
 	}
 }
+
+func TestSimFailedLoginDropsRejectedToken(t *testing.T) {
+	srv, client := startSim(t, odintest.Config{Users: 1})
+	ctx := context.Background()
+	user := odintest.SeededUserID(1)
+	if _, err := client.SIPUserName(ctx, user); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+
+	username, password := srv.Login()
+	srv.SetCredentials(username, "changed-by-someone")
+	srv.ExpireTokens()
+	if _, err := client.SIPUserName(ctx, user); !IsAuthFailure(err) {
+		t.Fatalf("call with broken login: err = %v, want a login failure", err)
+	}
+	srv.SetCredentials(username, password)
+	srv.ResetStats()
+
+	if _, err := client.SIPUserName(ctx, user); err != nil {
+		t.Fatalf("call after the login works again: %v", err)
+	}
+	stats := srv.Stats()
+	if n := stats.Statuses["GET /users/authentication"][http.StatusUnauthorized]; n != 0 {
+		t.Errorf("%d requests went out with the rejected token, want 0", n)
+	}
+	if stats.Logins != 1 {
+		t.Errorf("%d logins, want 1", stats.Logins)
+	}
+}
