@@ -31,7 +31,7 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 
 	rec, status, err := h.Store.UserWithJobStatus(ctx, p.JobID, p.UserID)
 	if errors.Is(err, results.ErrNotFound) {
-		return permanent(fmt.Errorf("no record of user %q in job %s (the record expired or was deleted): nothing was sent to Odin", p.UserID, p.JobID))
+		return permanent(fmt.Errorf("no record of user %q in job %s: the record expired or was deleted, so nothing was sent to Odin; submit the user in a new job if it still needs a reset", p.UserID, p.JobID))
 	}
 	if err != nil {
 		return err
