@@ -200,7 +200,7 @@ func (h *harness) measureBatch(ctx context.Context, name, dir string, p params, 
 	jobID := "bench-" + strings.ReplaceAll(name, "/", "-")
 	h.log("%s: %d %s users, %d workers x %d, %g req/s, latency %s", name, p.users, p.credType, p.workers, p.concurrency, p.rate, p.latency)
 	start := time.Now()
-	if err := h.submit(ctx, rs, sim, jobID, p.credType, users, usersFile); err != nil {
+	if err := h.submit(ctx, rs, jobID, p.credType, users, usersFile); err != nil {
 		return err
 	}
 	job, fanOutAt, err := waitForJob(ctx, rs, jobID, start, batchTimeout(p), fleet.procs)
@@ -216,8 +216,8 @@ func (h *harness) measureBatch(ctx context.Context, name, dir string, p params, 
 		return err
 	}
 	res.CPU = make(map[string]time.Duration, len(cpuAfter))
-	for name, t := range cpuAfter {
-		res.CPU[name] = t - cpuBefore[name]
+	for component, t := range cpuAfter {
+		res.CPU[component] = t - cpuBefore[component]
 	}
 	if res.Commands, err = rs.commandStats(ctx); err != nil {
 		return err
@@ -226,6 +226,17 @@ func (h *harness) measureBatch(ctx context.Context, name, dir string, p params, 
 		return err
 	}
 
+	if err := collectAfterCompletion(ctx, p, rs, sim, fleet, jobID, keyText, res); err != nil {
+		return err
+	}
+	res.Profile = fleet.profile
+	return nil
+}
+
+// collectAfterCompletion waits until asynq has deleted the finished tasks, then reads
+// the simulator's counters, the workers' peak RSS and Redis's memory, and verifies the
+// record against the simulator.
+func collectAfterCompletion(ctx context.Context, p params, rs *redisServer, sim *simServer, fleet *fleet, jobID, keyText string, res *batchResult) error {
 	if err := waitForQueuesEmpty(ctx, rs, 30*time.Second); err != nil {
 		return err
 	}
@@ -257,11 +268,7 @@ func (h *harness) measureBatch(ctx context.Context, name, dir string, p params, 
 		return err
 	}
 	res.Mismatches, err = verifyRecord(ctx, rs, sim, jobID, p.credType, results.NewKeyring(keyring))
-	if err != nil {
-		return err
-	}
-	res.Profile = fleet.profile
-	return nil
+	return err
 }
 
 // readCPU returns the CPU time used so far by each component's processes together.
@@ -298,7 +305,7 @@ func userIDs(n int) []string {
 
 // submit submits the job with the cmd/enqueue binary, or through tasks.Submit when the
 // binary could not be built or the options ask for the library.
-func (h *harness) submit(ctx context.Context, rs *redisServer, sim *simServer, jobID string, t results.CredentialType, users []string, usersFile string) error {
+func (h *harness) submit(ctx context.Context, rs *redisServer, jobID string, t results.CredentialType, users []string, usersFile string) error {
 	const serviceProvider, group = "sp1", "grp1"
 	if h.opts.submit == submitEnqueue && h.enqueueErr == nil {
 		cmd := exec.CommandContext(ctx, filepath.Join(h.binDir, "enqueue"), "submit",

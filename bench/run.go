@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,42 +84,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if h.enqueueErr, err = buildBinaries(ctx, workDir); err != nil {
 			return err
 		}
-	} else if _, err := os.Stat(h.binDir + "/enqueue"); err != nil {
+	} else if _, err := os.Stat(filepath.Join(h.binDir, "enqueue")); err != nil {
 		h.enqueueErr = err
 	}
 	if opts.submit == submitEnqueue && h.enqueueErr != nil {
 		logf("submitting through tasks.Submit in this process, because cmd/enqueue is not available: %v", h.enqueueErr)
 	}
 
-	machine := readMachine(ctx)
-	report := &report{machine: machine, command: commandLine(opts.args), runs: opts.runs, submittedBy: h.submitMode()}
-	for _, name := range opts.scenarios {
-		sc := findScenario(name)
-		var sums []caseSummary
-		for ci, p := range sc.cases {
-			if opts.override != nil {
-				opts.override(&p)
-			}
-			var runs []batchResult
-			for r := range opts.runs {
-				batchName := fmt.Sprintf("%s-%d-run%d", sc.name, ci+1, r+1)
-				res, err := h.runBatch(ctx, batchName, p)
-				if err != nil {
-					return fmt.Errorf("scenario %s, case %s, run %d: %w", sc.name, p.label, r+1, err)
-				}
-				logf("%s: %s", batchName, oneLine(res))
-				runs = append(runs, res)
-			}
-			sums = append(sums, summarise(p, runs))
-		}
-		checks := append(sc.check(sums), integrityChecks(sums)...)
-		report.scenarios = append(report.scenarios, scenarioReport{scenario: sc, sums: sums, checks: checks})
-	}
+	report := &report{machine: readMachine(ctx), command: commandLine(opts.args), runs: opts.runs, submittedBy: h.submitMode()}
+	runErr := h.runScenarios(ctx, report)
 	report.machine.loadAfter = readLoad()
 	if opts.keep {
 		logf("logs kept in %s", workDir)
 	}
 
+	// A failed batch still leaves the report of the scenarios that finished before it.
 	report.writeText(stdout)
 	if opts.markdown {
 		report.writeMarkdown(stdout)
@@ -128,8 +108,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if !report.allMet() {
+	switch {
+	case runErr != nil:
+		return runErr
+	case !report.allMet():
 		return errTargetMissed
+	}
+	return nil
+}
+
+// runScenarios runs every run of every case of the selected scenarios and adds each
+// finished scenario to the report. It stops at the first batch that fails.
+func (h *harness) runScenarios(ctx context.Context, report *report) error {
+	for _, name := range h.opts.scenarios {
+		sc := findScenario(name)
+		var sums []caseSummary
+		for ci, p := range sc.cases {
+			if h.opts.override != nil {
+				h.opts.override(&p)
+			}
+			var runs []batchResult
+			for r := range h.opts.runs {
+				batchName := fmt.Sprintf("%s-%d-run%d", sc.name, ci+1, r+1)
+				res, err := h.runBatch(ctx, batchName, p)
+				if err != nil {
+					return fmt.Errorf("scenario %s, case %s, run %d: %w", sc.name, p.label, r+1, err)
+				}
+				h.log("%s: %s", batchName, oneLine(res))
+				runs = append(runs, res)
+			}
+			sums = append(sums, summarise(p, runs))
+		}
+		checks := append(sc.check(sums), integrityChecks(sums)...)
+		report.scenarios = append(report.scenarios, scenarioReport{scenario: sc, sums: sums, checks: checks})
 	}
 	return nil
 }
