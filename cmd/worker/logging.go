@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 	"golang.org/x/term"
 )
@@ -27,7 +29,6 @@ func newLogger(cfg Config, w io.Writer) zerolog.Logger {
 	if console {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 	}
-	zerolog.DurationFieldUnit = time.Millisecond
 	return zerolog.New(w).Level(level).With().Timestamp().Str("service", "odinreset-worker").Logger()
 }
 
@@ -37,4 +38,18 @@ type redisLogger struct{ log zerolog.Logger }
 
 func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 	l.log.Warn().Str("component", "go-redis").Msg(fmt.Sprintf(format, v...))
+}
+
+func init() {
+	// Durations in log lines are in milliseconds. This is zerolog's package-level setting,
+	// so it is set once here rather than per logger.
+	zerolog.DurationFieldUnit = time.Millisecond
+}
+
+// redisLoggerOnce makes the first worker of the process own go-redis's package-level
+// logger; tests start several workers in one process.
+var redisLoggerOnce sync.Once
+
+func setRedisLogger(log zerolog.Logger) {
+	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{log}) })
 }

@@ -31,7 +31,7 @@ import (
 // endpoints, and stops them when ctx ends.
 func runWorker(ctx context.Context, cfg Config, getenv secrets.Getenv, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
-	redis.SetLogger(redisLogger{log})
+	setRedisLogger(log)
 
 	sealer, err := secrets.Sealer(getenv, cfg.InsecurePlaintextResults)
 	if err != nil {
