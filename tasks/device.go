@@ -575,14 +575,7 @@ func (s *Sweeper) repairLookup(ctx context.Context, job results.Job, queue strin
 	info, err := s.Inspector.GetTaskInfo(queue, taskID)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
-		task, err := NewUserResetTask(UserResetPayload{
-			JobID: job.ID, UserID: rec.UserID, Type: job.Type,
-			ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID,
-		}, queue)
-		if err != nil {
-			return 0, err
-		}
-		if _, err := s.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		if err := s.enqueueUser(ctx, job, queue, rec.UserID); err != nil {
 			return 0, err
 		}
 		return 1, nil

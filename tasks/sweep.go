@@ -184,6 +184,22 @@ func (s *Sweeper) SweepJob(ctx context.Context, job results.Job) (int, error) {
 
 var errStopIteration = errors.New("stop iteration")
 
+// enqueueUser enqueues a user's reset:user task again. A TaskID conflict means the task
+// is queued already, which is what the caller wants.
+func (s *Sweeper) enqueueUser(ctx context.Context, job results.Job, queue, userID string) error {
+	task, err := NewUserResetTask(UserResetPayload{
+		JobID: job.ID, UserID: userID, Type: job.Type,
+		ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID,
+	}, queue)
+	if err != nil {
+		return err
+	}
+	if _, err := s.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return err
+	}
+	return nil
+}
+
 // repairUser enqueues a pending user's task again when it is gone, and records the user
 // as failed when asynq archived its task (its retry budget is spent).
 func (s *Sweeper) repairUser(ctx context.Context, job results.Job, queue string, rec results.UserRecord) (int, error) {
@@ -191,14 +207,7 @@ func (s *Sweeper) repairUser(ctx context.Context, job results.Job, queue string,
 	info, err := s.Inspector.GetTaskInfo(queue, taskID)
 	switch {
 	case errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound):
-		task, err := NewUserResetTask(UserResetPayload{
-			JobID: job.ID, UserID: rec.UserID, Type: job.Type,
-			ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID,
-		}, queue)
-		if err != nil {
-			return 0, err
-		}
-		if _, err := s.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		if err := s.enqueueUser(ctx, job, queue, rec.UserID); err != nil {
 			return 0, err
 		}
 		return 1, nil
