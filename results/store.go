@@ -435,8 +435,14 @@ func (s *Store) SetReason(ctx context.Context, jobID, reason string) error {
 // pending users are not reset any more. It returns ErrJobFinished when the job had
 // completed, and the job unchanged when it was cancelled already.
 func (s *Store) Cancel(ctx context.Context, jobID string) (Job, error) {
+	return s.Abort(ctx, jobID, "cancelled by an operator")
+}
+
+// Abort cancels a queued or running job like Cancel, with reason as the job's reason:
+// the worker aborts a job that cannot run, such as one whose group Odin cannot list.
+func (s *Store) Abort(ctx context.Context, jobID, reason string) (Job, error) {
 	state, err := scriptSetIfState.Run(ctx, s.rdb, s.jobKeys(jobID).all(), "queued,running",
-		"state", string(JobCancelled), "completed_at", formatTime(s.now()), "reason", "cancelled by an operator").Text()
+		"state", string(JobCancelled), "completed_at", formatTime(s.now()), "reason", reason).Text()
 	if err != nil {
 		return Job{}, fmt.Errorf("cancel job %s: %w", jobID, err)
 	}

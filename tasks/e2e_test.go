@@ -238,3 +238,18 @@ func TestEndToEndUserNamedLikeInternalTasks(t *testing.T) {
 		t.Errorf("record differs from simulator:\n%s", strings.Join(m, "\n"))
 	}
 }
+
+func TestEndToEndUnknownGroupCancelsJob(t *testing.T) {
+	t.Parallel()
+	env := testenv.Start(t, testenv.Options{Sim: odintest.Config{Users: 3}})
+
+	env.Submit(tasks.BulkResetPayload{JobID: "nogroup", Type: results.Web, AllUsers: true, GroupID: "no-such-group"})
+	job := env.Wait("nogroup", 30*time.Second)
+
+	if job.State != results.JobCancelled {
+		t.Errorf("job state %s, want cancelled: a group that cannot be listed must not look like an empty success", job.State)
+	}
+	if !strings.Contains(job.Reason, "cannot list the group's users") {
+		t.Errorf("reason %q, want one saying the group cannot be listed", job.Reason)
+	}
+}

@@ -52,13 +52,15 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		if p.AllUsers {
 			users, err = h.groupUserIDs(ctx, p)
 			if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) {
-				// The group cannot be listed (unknown group, no permission): finish the job
-				// with no users and say why, instead of retrying for hours.
-				log.Error().Err(err).Msg("cannot list the group's users; finishing the job with none")
-				if err := h.Store.SetReason(ctx, p.JobID, "cannot list the group's users: "+odinReason(err)); err != nil {
+				// The group cannot be listed (unknown group, no permission): end the job as
+				// cancelled with the reason, so nobody mistakes it for an empty success,
+				// instead of retrying for hours.
+				log.Error().Err(err).Msg("cannot list the group's users; cancelling the job")
+				reason := "cannot list the group's users: " + odinReason(err) + "; check the service provider and group IDs"
+				if _, err := h.Store.Abort(ctx, p.JobID, reason); err != nil {
 					return err
 				}
-				users = nil
+				return nil
 			} else if err != nil {
 				return h.odinFailure(ctx, p.JobID, err)
 			}

@@ -144,8 +144,7 @@ func (s *Sweeper) SweepJob(ctx context.Context, job results.Job) (int, error) {
 		if gone {
 			if !job.UsersLoaded && !job.AllUsers {
 				// The user list lived only in the lost task: nothing can resume it.
-				_, err := s.Store.Cancel(ctx, job.ID)
-				_ = s.Store.SetAudit(ctx, job.ID, map[string]string{"cancelled_by": "sweeper: the fan-out task was lost before it stored the user list; submit the job again"})
+				_, err := s.Store.Abort(ctx, job.ID, "cancelled by the sweeper: the fan-out task was lost before it stored the user list; submit the job again")
 				return repaired, err
 			}
 			task, err := NewResumeTask(job, queue)
