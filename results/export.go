@@ -12,9 +12,9 @@ import (
 )
 
 // Row is one user in the exported result. Applied users carry the new value in
-// NewPassword (NewPasscode for voicemail); failed users carry Error. A user still pending,
-// or failed without a definitive response from Odin, carries Error saying so and the value
-// written ahead for it, because that value may have reached Odin.
+// NewPassword (NewPasscode for voicemail); failed users carry Error. A user failed without
+// a definitive response from Odin, or left pending by a cancelled job, carries Error saying
+// so and the value written ahead for it, because that value may have reached Odin.
 type Row struct {
 	UserID      string `json:"userId"`
 	NewPassword string `json:"newPassword,omitempty"`
@@ -54,7 +54,10 @@ func RowFor(job Job, rec UserRecord) Row {
 		}
 	default:
 		row.Error = pendingReason(job)
-		if rec.Secret != "" {
+		// A finished job's pending user may have been sent its value before the job
+		// stopped, so the value is shown. While the job runs the value is not shown: a
+		// consumer that reads newPassword must never get a value that was not set.
+		if job.State.Finished() && rec.Secret != "" {
 			row.setSecret(job.Type, rec.Secret)
 		}
 	}
