@@ -27,6 +27,8 @@ type Config struct {
 	// ODIN_PASSWORD_FILE.
 	OdinUsername string
 	odinPassword string
+	// odinPasswordReported is true when reading the password failed with its own error.
+	odinPasswordReported bool
 	// OdinTimeout bounds one Odin request. Default 30s.
 	OdinTimeout time.Duration
 	// RateLimit is the fleet-wide Odin request rate in requests per second, shared by
@@ -125,6 +127,7 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 	var err error
 	if c.odinPassword, _, err = secrets.FromEnvOrFile(getenv, "ODIN_PASSWORD"); err != nil {
 		problems = append(problems, err.Error())
+		c.odinPasswordReported = true // so validate does not add a wrong "missing"
 	}
 	if !c.Demo {
 		if c.Redis, err = redisconn.FromEnv(getenv, redisURL); err != nil {
@@ -165,7 +168,7 @@ func (c Config) validate() []string {
 		if c.OdinUsername == "" {
 			p = append(p, "ODIN_USERNAME is missing: set it to the Odin admin user name")
 		}
-		if c.odinPassword == "" {
+		if c.odinPassword == "" && !c.odinPasswordReported {
 			p = append(p, "ODIN_PASSWORD is missing: set ODIN_PASSWORD or ODIN_PASSWORD_FILE (a file holding only the password)")
 		}
 	}
