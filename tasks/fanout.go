@@ -203,7 +203,10 @@ func (h *Handlers) generate(ctx context.Context, t results.CredentialType, sp, g
 		case retryInPlace(err) && faults < maxGenerateFaults:
 			faults++
 			batch = max(1, want/2)
-			if err := sleep(ctx, generateBackoff<<(faults-1)); err != nil {
+			delay := generateBackoff << (faults - 1)
+			zerolog.Ctx(ctx).Warn().Err(err).Int("failures_in_a_row", faults).Dur("retry_in", delay).
+				Msg("Odin generator call failed; retrying with a smaller batch")
+			if err := sleep(ctx, delay); err != nil {
 				return values, err
 			}
 		default:
