@@ -66,5 +66,9 @@ func (a *app) cmdResults(ctx context.Context, args []string) error {
 	if *out != "" {
 		fmt.Fprintf(a.stderr, "enqueue: wrote the results of job %s to %s\n", jobID, *out)
 	}
+	if !job.State.Finished() {
+		// Results of a running job are partial: not every user is applied (exit 1).
+		return errSomeFailed
+	}
 	return finishedOutcome(job)
 }

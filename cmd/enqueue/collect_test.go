@@ -150,8 +150,8 @@ func TestResultsOfRunningJob(t *testing.T) {
 	seedJob(t, rd, results.Plaintext{}, "job-running", false)
 
 	got := runCLI(t, invocation{}, "results", "job-running", "--redis-url", rd.URL)
-	if got.code != exitOK {
-		t.Fatalf("results of a running job: %s", got)
+	if got.code != exitFailed {
+		t.Fatalf("results of a running job: %s; want exit 1 because not every user is applied", got)
 	}
 	requireStderr(t, got, "job job-running is running: 2 users are not reset yet")
 	if !strings.Contains(got.stdout, `"error":"not reset yet: the job is running"`) {
