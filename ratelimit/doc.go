@@ -20,8 +20,8 @@
 // caller on top.
 //
 // When the next slot is more than the maximum wait away (see WithMaxWait),
-// Wait reserves nothing and returns a *DelayError whose Delay tells the caller
-// when to come back. A caller whose context ends after it reserved a slot
+// Wait reserves nothing and returns a *DelayError whose Delay is the time to wait
+// before calling again. A caller whose context ends after it reserved a slot
 // gives that slot up unused: the fleet then sends slightly fewer requests than
 // the limit allows, never more.
 //

@@ -42,7 +42,7 @@ func (l *Limiter) Paused(ctx context.Context) (remaining time.Duration, reason s
 	return state.remaining, state.reason, err
 }
 
-// pauseReading is what pausedScript read: the pause and the Redis clock.
+// pauseReading is the result of pausedScript: the pause and the Redis clock.
 type pauseReading struct {
 	remaining time.Duration // 0 when no pause is on
 	reason    string        // "" when no pause is on

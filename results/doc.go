@@ -1,7 +1,7 @@
 // Package results is the Redis record of a bulk credential reset job: the job's metadata
-// and counters, the new secret of every user (written before it is sent to Odin, so a
-// value that reached Odin is never missing from the record), each user's outcome, and the
-// export of all of it as JSON or CSV.
+// and counters, the new secret and the outcome of every user, and their export as JSON
+// or CSV. A secret is written before it is sent to Odin, so a value that reached Odin is
+// never missing from the record.
 //
 // Every key of a job shares the hash tag {<job ID>}, so the multi-key Lua scripts work on
 // Redis Cluster, and every key has a TTL. Secrets are sealed by a Sealer before they are

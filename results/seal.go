@@ -35,7 +35,7 @@ var ErrNoKey = errors.New("the record is encrypted and no results key is configu
 
 // ErrPlaintextRefused is returned by a Keyring asked to open a plaintext value, because a
 // worker with a key expects every value to be encrypted.
-var ErrPlaintextRefused = errors.New("the record holds a plaintext secret but a results key is configured")
+var ErrPlaintextRefused = errors.New("invalid record: it contains a plaintext secret but a results key is configured")
 
 // KeyMismatchError is returned when no configured key has the ID a value was sealed with.
 type KeyMismatchError struct {

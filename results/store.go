@@ -84,7 +84,7 @@ func (s *Store) CreateJob(ctx context.Context, job Job) (stored Job, created boo
 	}
 
 	// The index is a separate key on another cluster slot, so it is written apart from
-	// the job; a job missing from it is still complete, only absent from listings.
+	// the job. A job missing from it is still complete, only absent from listings.
 	idx := s.indexKey()
 	pipe := s.rdb.Pipeline()
 	pipe.ZAdd(ctx, idx, redis.Z{Score: float64(job.CreatedAt.UnixMilli()), Member: job.ID})

@@ -13,8 +13,8 @@ import (
 
 // checkUser runs the read-only checks of a dry run for one user and records the outcome:
 // applied when every check passed, failed with the reason otherwise. It changes nothing on
-// Odin: the user must exist, have the service the credential needs (SIP: a readable
-// authentication user name; voicemail: a readable portal passcode), and, for jobs with a
+// Odin. The user must exist and have the service the credential needs (for SIP a readable
+// authentication user name, for voicemail a readable portal passcode), and, for jobs with a
 // device step, a group-level device.
 func (h *Handlers) checkUser(ctx context.Context, p UserResetPayload, rec results.UserRecord) error {
 	retried, _ := retryCount(ctx)

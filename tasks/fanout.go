@@ -52,9 +52,9 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		if p.AllUsers {
 			users, err = h.groupUserIDs(ctx, p)
 			if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) {
-				// The group cannot be listed (unknown group, no permission): end the job as
-				// cancelled with the reason, so nobody mistakes it for an empty success,
-				// instead of retrying for hours.
+				// The group cannot be listed (unknown group, no permission). End the job as
+				// cancelled with the reason instead of retrying for hours, so a script does
+				// not take it for an empty success.
 				log.Error().Err(err).Msg("cannot list the group's users; cancelling the job")
 				reason := "cannot list the group's users: " + odinReason(err) + "; check the service provider and group IDs"
 				if _, err := h.Store.Abort(ctx, p.JobID, reason); err != nil {

@@ -13,9 +13,9 @@ import (
 )
 
 // HandleError is the asynq.Config.ErrorHandler of the worker. When a reset:user task is
-// about to be archived while its user is still pending (the handler could not record the
-// failure itself, for example because Redis was briefly unreachable), it records the user
-// as failed so the job still completes.
+// about to be archived while its user is still pending, it records the user as failed so
+// the job still completes. That happens when the handler could not record the failure
+// itself, for example because Redis was briefly unreachable.
 func (h *Handlers) HandleError(ctx context.Context, t *asynq.Task, err error) {
 	if t.Type() != TypeUserReset || errors.Is(err, asynq.RevokeTask) {
 		return
@@ -40,9 +40,9 @@ func (h *Handlers) HandleError(ctx context.Context, t *asynq.Task, err error) {
 	_ = h.failAttempts(recordCtx, p, rec, "retries exhausted: "+odinReason(err), retried+1, err)
 }
 
-// Sweeper finds running jobs that stopped making progress and repairs them: users whose
-// task is gone (lost, or archived by asynq's crash recoverer without a handler run) are
-// enqueued again or recorded as failed, and a fan-out whose task is gone is restarted.
+// Sweeper finds running jobs that stopped making progress and repairs them. A user whose
+// task was lost is enqueued again, and one whose task asynq's crash recoverer archived
+// without a handler run is recorded as failed. A fan-out whose task was lost is restarted.
 // asynq's archive cannot be the list of failures: its error handler does not see
 // crash-archived tasks and it keeps at most 9,999 tasks per queue.
 type Sweeper struct {

@@ -1,6 +1,6 @@
-// Package tasks defines the asynq tasks of a bulk credential reset and their handlers:
-// reset:bulk fans a job out into one reset:user task per user, reset:user sets one
-// user's new value on Odin, and reset:complete runs once when the last user is settled.
+// Package tasks defines the asynq tasks of a bulk credential reset and their handlers.
+// reset:bulk fans a job out into one reset:user task per user. reset:user sets one
+// user's new value on Odin. reset:complete runs once, when the last user is settled.
 // SIP jobs with a device step also run reset:devices and reset:device, which rebuild the
 // users' phones before the job completes (see HandleDeviceStep).
 //

@@ -1,6 +1,6 @@
-// Command worker runs bulk credential resets of BroadWorks users through the Odin API:
-// an asynq worker that fans each job out into per-user tasks, sets the new values on Odin
-// at a fleet-wide rate, and keeps them in the Redis results record. With --demo it runs a
+// Command worker runs bulk credential resets of BroadWorks users through the Odin API.
+// It is an asynq worker that fans each job out into per-user tasks and sets the new
+// values on Odin at a fleet-wide rate, keeping them in the Redis results record. With --demo it runs a
 // self-contained demonstration against an embedded Redis and the Odin simulator.
 package main
 

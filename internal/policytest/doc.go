@@ -7,7 +7,7 @@
 // and cmd/enqueue binaries, built once per test run. Their redis-server processes listen
 // on loopback ports that the kernel picks. The other claims run in-process workers on
 // the Redis of ODINRESET_TEST_REDIS_URL, or on a redis-server that TestMain starts when
-// that is not set. Tests skip, and say so, when neither is available.
+// that is not set. Tests skip with a message when neither is available.
 //
 // The default sizes keep the package under about two minutes on two cores. Set
 // ODINRESET_FULL=1 for the full sizes that the measured claims name, for example:

@@ -42,8 +42,8 @@ func FromEnvOrFile(getenv Getenv, name string) (value string, ok bool, err error
 
 // Sealer returns the results sealer configured by RESULTS_KEY (or RESULTS_KEY_FILE) and
 // RESULTS_KEY_PREVIOUS (or RESULTS_KEY_PREVIOUS_FILE, comma-separated keys for rotation).
-// Without a key it returns results.Plaintext only when allowPlaintext is set, and an error
-// that says how to make a key otherwise.
+// Without a key it returns results.Plaintext when allowPlaintext is set, and otherwise
+// an error that explains how to make a key.
 func Sealer(getenv Getenv, allowPlaintext bool) (results.Sealer, error) {
 	current, ok, err := FromEnvOrFile(getenv, "RESULTS_KEY")
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 	"github.com/odinreset/odinreset/tasks"
 )
 
-// Config is what one worker process needs. Redis, RedisConnOpt, Store and Odin are
+// Config is the settings of one worker process. Redis, RedisConnOpt, Store and Odin are
 // required.
 type Config struct {
 	// RedisConnOpt connects asynq; Redis is a go-redis client of the same deployment.
