@@ -68,7 +68,7 @@ func (h *Handlers) HandleComplete(ctx context.Context, t *asynq.Task) error {
 		Str("service_provider", summary.ServiceProviderID).Str("group", summary.GroupID).
 		Int("total", summary.Total).Int("applied", summary.Applied).Int("failed", summary.Failed).
 		Str("requested_by", summary.RequestedBy).
-		Dur("duration", job.CompletedAt.Sub(job.CreatedAt)).
+		Dur("duration_ms", job.CompletedAt.Sub(job.CreatedAt)).
 		Msg("job completed")
 	if h.Observer != nil {
 		h.Observer.JobFinished(job)

@@ -204,7 +204,7 @@ func (h *Handlers) generate(ctx context.Context, t results.CredentialType, sp, g
 			faults++
 			batch = max(1, want/2)
 			delay := generateBackoff << (faults - 1)
-			zerolog.Ctx(ctx).Warn().Err(err).Int("failures_in_a_row", faults).Dur("retry_in", delay).
+			zerolog.Ctx(ctx).Warn().Err(err).Int("failures_in_a_row", faults).Dur("retry_in_ms", delay).
 				Msg("Odin generator call failed; retrying with a smaller batch")
 			if err := sleep(ctx, delay); err != nil {
 				return values, err

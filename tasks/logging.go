@@ -59,15 +59,15 @@ func logEnd(logger *zerolog.Logger, err error, elapsed time.Duration) {
 	var wait *WaitError
 	switch {
 	case err == nil:
-		logger.Debug().Dur("elapsed", elapsed).Msg("task done")
+		logger.Debug().Dur("elapsed_ms", elapsed).Msg("task done")
 	case errors.Is(err, asynq.RevokeTask):
-		logger.Info().Dur("elapsed", elapsed).Msg("task revoked")
+		logger.Info().Dur("elapsed_ms", elapsed).Msg("task revoked")
 	case errors.As(err, &wait):
-		logger.Info().Dur("elapsed", elapsed).Dur("delay", wait.Delay).Str("reason", wait.Reason).Msg("task postponed")
+		logger.Info().Dur("elapsed_ms", elapsed).Dur("delay_ms", wait.Delay).Str("reason", wait.Reason).Msg("task postponed")
 	case errors.Is(err, asynq.SkipRetry):
-		logger.Warn().Err(err).Dur("elapsed", elapsed).Msg("task failed permanently")
+		logger.Warn().Err(err).Dur("elapsed_ms", elapsed).Msg("task failed permanently")
 	default:
-		logger.Warn().Err(err).Dur("elapsed", elapsed).Msg("task failed; asynq will retry it")
+		logger.Warn().Err(err).Dur("elapsed_ms", elapsed).Msg("task failed; asynq will retry it")
 	}
 }
 

@@ -270,7 +270,7 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 	if odin.IsAuthFailure(err) {
 		reason := "Odin login failed: " + odinReason(err)
 		cooldown := h.loginCooldown()
-		log.Error().Err(err).Dur("cooldown", cooldown).Msg("Odin login failed; pausing every worker's Odin calls")
+		log.Error().Err(err).Dur("cooldown_ms", cooldown).Msg("Odin login failed; pausing every worker's Odin calls")
 		if h.Pauser != nil {
 			if perr := h.Pauser.Pause(ctx, cooldown, reason); perr != nil {
 				log.Error().Err(perr).Msg("could not pause the fleet")
@@ -284,7 +284,7 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 
 	if after, ok := odin.RetryAfter(err); ok && after > 0 {
 		reason := "Odin asked to slow down: " + odinReason(err)
-		log.Warn().Dur("retry_after", after).Msg("Odin asked to retry later; pausing every worker's Odin calls")
+		log.Warn().Dur("retry_after_ms", after).Msg("Odin asked to retry later; pausing every worker's Odin calls")
 		if h.Pauser != nil {
 			if perr := h.Pauser.Pause(ctx, after, reason); perr != nil {
 				log.Error().Err(perr).Msg("could not pause the fleet")

@@ -44,6 +44,11 @@ type Config struct {
 	// LoginCooldown is how long every worker stops calling Odin after a failed login.
 	// Default 60s.
 	LoginCooldown time.Duration
+	// SweepInterval is how often the fleet looks for stalled jobs. Default 1m.
+	SweepInterval time.Duration
+	// StallAfter is how long a running job may go without progress before the sweeper
+	// inspects its tasks. Default 3m, longer than asynq's crash recovery of 1 to 2 minutes.
+	StallAfter time.Duration
 	// InsecurePlaintextResults stores new secrets unencrypted when no results key is set.
 	InsecurePlaintextResults bool
 	// LogLevel is debug, info, warn or error. Default info.
@@ -78,6 +83,8 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 		Concurrency:     20,
 		ShutdownTimeout: 40 * time.Second,
 		LoginCooldown:   time.Minute,
+		SweepInterval:   time.Minute,
+		StallAfter:      3 * time.Minute,
 		LogLevel:        orDefault(getenv("LOG_LEVEL"), "info"),
 		LogFormat:       orDefault(getenv("LOG_FORMAT"), "auto"),
 		HTTPAddr:        orDefault(getenv("HTTP_ADDR"), "127.0.0.1:8080"),
@@ -92,6 +99,8 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 	envDuration(getenv, "ODIN_TIMEOUT", &c.OdinTimeout, &problems)
 	envDuration(getenv, "SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, &problems)
 	envDuration(getenv, "ODIN_LOGIN_COOLDOWN", &c.LoginCooldown, &problems)
+	envDuration(getenv, "SWEEP_INTERVAL", &c.SweepInterval, &problems)
+	envDuration(getenv, "STALL_AFTER", &c.StallAfter, &problems)
 	envBool(getenv, "INSECURE_PLAINTEXT_RESULTS", &c.InsecurePlaintextResults, &problems)
 	envBool(getenv, "MONITORING_WRITABLE", &c.MonitoringWritable, &problems)
 
@@ -108,6 +117,8 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "tasks this process runs at once (env WORKER_CONCURRENCY)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running tasks get to finish on SIGTERM (env SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.LoginCooldown, "login-cooldown", c.LoginCooldown, "pause of every worker after a failed Odin login (env ODIN_LOGIN_COOLDOWN)")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often the fleet looks for stalled jobs (env SWEEP_INTERVAL)")
+	fs.DurationVar(&c.StallAfter, "stall-after", c.StallAfter, "time without progress after which the sweeper repairs a running job's lost tasks (env STALL_AFTER)")
 	fs.BoolVar(&c.InsecurePlaintextResults, "insecure-plaintext-results", c.InsecurePlaintextResults, "store new secrets unencrypted when RESULTS_KEY is not set (env INSECURE_PLAINTEXT_RESULTS)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, console, or auto: console on a terminal (env LOG_FORMAT)")
@@ -189,6 +200,12 @@ func (c Config) validate() []string {
 	}
 	if c.LoginCooldown < time.Second || c.LoginCooldown > time.Hour {
 		p = append(p, fmt.Sprintf("ODIN_LOGIN_COOLDOWN %s is out of range: use 1s to 1h", c.LoginCooldown))
+	}
+	if c.SweepInterval < time.Second || c.SweepInterval > time.Hour {
+		p = append(p, fmt.Sprintf("SWEEP_INTERVAL %s is out of range: use 1s to 1h", c.SweepInterval))
+	}
+	if c.StallAfter < 10*time.Second || c.StallAfter > 24*time.Hour {
+		p = append(p, fmt.Sprintf("STALL_AFTER %s is out of range: use 10s to 24h", c.StallAfter))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -79,6 +79,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		Concurrency:     20,
 		ShutdownTimeout: 40 * time.Second,
 		LoginCooldown:   time.Minute,
+		SweepInterval:   time.Minute,
+		StallAfter:      3 * time.Minute,
 		LogLevel:        "info",
 		LogFormat:       "auto",
 		HTTPAddr:        "127.0.0.1:8080",
@@ -100,11 +102,12 @@ func TestParseConfigFlagsOverrideEnv(t *testing.T) {
 		"ODIN_PASSWORD", "", "ODIN_PASSWORD_FILE", passwordFile,
 		"ODIN_RATE_LIMIT", "2.5", "ODIN_RATE_BURST", "3", "WORKER_CONCURRENCY", "7",
 		"ODIN_TIMEOUT", "10s", "SHUTDOWN_TIMEOUT", "15s", "ODIN_LOGIN_COOLDOWN", "5s",
+		"SWEEP_INTERVAL", "30s", "STALL_AFTER", "90s",
 		"INSECURE_PLAINTEXT_RESULTS", "true", "LOG_LEVEL", "debug", "LOG_FORMAT", "json",
 		"HTTP_ADDR", ":9090", "MONITORING_USER", "ops", "MONITORING_PASSWORD", "dashboard-secret",
 		"MONITORING_WRITABLE", "1",
 	)
-	args := []string{"--rate-limit", "4", "--concurrency", "9", "--odin-timeout", "12s", "--log-level", "warn", "--http-addr", ""}
+	args := []string{"--rate-limit", "4", "--concurrency", "9", "--odin-timeout", "12s", "--log-level", "warn", "--http-addr", "", "--stall-after", "2m"}
 
 	cfg, err := parseConfig(args, mapEnv(env), &bytes.Buffer{})
 	if err != nil {
@@ -114,6 +117,7 @@ func TestParseConfigFlagsOverrideEnv(t *testing.T) {
 		"odinPassword": cfg.odinPassword, "RateLimit": cfg.RateLimit, "RateBurst": cfg.RateBurst,
 		"Concurrency": cfg.Concurrency, "OdinTimeout": cfg.OdinTimeout, "ShutdownTimeout": cfg.ShutdownTimeout,
 		"LoginCooldown": cfg.LoginCooldown, "InsecurePlaintextResults": cfg.InsecurePlaintextResults,
+		"SweepInterval": cfg.SweepInterval, "StallAfter": cfg.StallAfter,
 		"LogLevel": cfg.LogLevel, "LogFormat": cfg.LogFormat, "HTTPAddr": cfg.HTTPAddr,
 		"MonitoringUser": cfg.MonitoringUser, "monitoringPassword": cfg.monitoringPassword,
 		"MonitoringWritable": cfg.MonitoringWritable,
@@ -122,6 +126,7 @@ func TestParseConfigFlagsOverrideEnv(t *testing.T) {
 		"odinPassword": "from-a-file", "RateLimit": 4.0, "RateBurst": 3,
 		"Concurrency": 9, "OdinTimeout": 12 * time.Second, "ShutdownTimeout": 15 * time.Second,
 		"LoginCooldown": 5 * time.Second, "InsecurePlaintextResults": true,
+		"SweepInterval": 30 * time.Second, "StallAfter": 2 * time.Minute,
 		"LogLevel": "warn", "LogFormat": "json", "HTTPAddr": "",
 		"MonitoringUser": "ops", "monitoringPassword": "dashboard-secret",
 		"MonitoringWritable": true,
@@ -168,6 +173,8 @@ func TestParseConfigInvalid(t *testing.T) {
 		{name: "shutdown not above timeout", env: []string{"ODIN_TIMEOUT", "30s", "SHUTDOWN_TIMEOUT", "30s"},
 			want: []string{"SHUTDOWN_TIMEOUT 30s must be longer than ODIN_TIMEOUT 30s"}},
 		{name: "cooldown too long", env: []string{"ODIN_LOGIN_COOLDOWN", "2h"}, want: []string{"ODIN_LOGIN_COOLDOWN 2h0m0s is out of range"}},
+		{name: "sweep interval too short", env: []string{"SWEEP_INTERVAL", "100ms"}, want: []string{"SWEEP_INTERVAL 100ms is out of range: use 1s to 1h"}},
+		{name: "stall too short", args: []string{"--stall-after", "5s"}, want: []string{"STALL_AFTER 5s is out of range: use 10s to 24h"}},
 		{name: "plaintext not a boolean", env: []string{"INSECURE_PLAINTEXT_RESULTS", "maybe"},
 			want: []string{`INSECURE_PLAINTEXT_RESULTS="maybe" is not a boolean`}},
 		{name: "log level", env: []string{"LOG_LEVEL", "trace"}, want: []string{`LOG_LEVEL "trace" is invalid: use debug, info, warn or error`}},

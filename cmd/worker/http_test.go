@@ -81,6 +81,8 @@ func startTestWorker(t *testing.T, opts workerOptions) *testWorker {
 		Concurrency:        10,
 		ShutdownTimeout:    5 * time.Second,
 		LoginCooldown:      time.Second,
+		SweepInterval:      time.Minute,
+		StallAfter:         3 * time.Minute,
 		LogLevel:           "debug",
 		LogFormat:          "json",
 		HTTPAddr:           "127.0.0.1:0",

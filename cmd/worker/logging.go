@@ -41,8 +41,8 @@ func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
 }
 
 func init() {
-	// Durations in log lines are in milliseconds. This is zerolog's package-level setting,
-	// so it is set once here rather than per logger.
+	// Durations in log lines are in milliseconds, and their field names end in _ms. This
+	// is zerolog's package-level setting, so it is set once here rather than per logger.
 	zerolog.DurationFieldUnit = time.Millisecond
 }
 

@@ -82,6 +82,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 		RedisConnOpt: redisOpt, Redis: rdb, Store: store, Odin: client, Limiter: limiter,
 		Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout,
 		LoginCooldown: cfg.LoginCooldown, Observer: m, Logger: log, Pauser: fleet,
+		SweepInterval: cfg.SweepInterval, StallAfter: cfg.StallAfter,
 	})
 	if err != nil {
 		return &usageError{err}
@@ -106,7 +107,7 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 
 	select {
 	case <-ctx.Done():
-		log.Info().Dur("shutdown_timeout", cfg.ShutdownTimeout).Msg("stopping: finishing running tasks")
+		log.Info().Dur("shutdown_timeout_ms", cfg.ShutdownTimeout).Msg("stopping: finishing running tasks")
 	case err = <-httpErr:
 		log.Error().Err(err).Msg("HTTP server failed; stopping")
 	}

@@ -38,6 +38,9 @@ type fleetOptions struct {
 	Concurrency int
 	// RateLimit is ODIN_RATE_LIMIT, the fleet-wide Odin requests per second.
 	RateLimit float64
+	// StallAfter is STALL_AFTER of each worker, with a sweep every fifth of it; zero
+	// keeps the worker's defaults.
+	StallAfter time.Duration
 }
 
 // fleet is a reset pipeline on one Redis deployment: the Odin simulator served by the
@@ -124,6 +127,10 @@ func (f *fleet) startWorker(bin, name string) *workerProcess {
 		"SHUTDOWN_TIMEOUT=10s",
 		"LOG_LEVEL=debug",
 		"LOG_FORMAT=json",
+	}
+	if f.opts.StallAfter > 0 {
+		env = append(env, "STALL_AFTER="+f.opts.StallAfter.String(),
+			"SWEEP_INTERVAL="+max(time.Second, f.opts.StallAfter/5).String())
 	}
 	switch {
 	case len(f.redis.ClusterAddrs) > 0:
