@@ -245,7 +245,7 @@ func TestSubmitRejectsBadInput(t *testing.T) {
 		{name: "requested by with newline", args: with("--user", "u@x", "--requested-by", "eve\nforged"), want: []string{"--requested-by", "control character"}},
 		{name: "out in missing directory", args: with("--user", "u@x", "--wait", "--out", filepath.Join(dir, "missing", "r.json")), want: []string{"missing", "does not exist", "create it"}},
 		{name: "out without wait", args: with("--user", "u@x", "--out", filepath.Join(dir, "r.json")), want: []string{"--out applies only with --wait"}},
-		{name: "timeout without wait", args: with("--user", "u@x", "--timeout", "1m"), want: []string{"--timeout applies only with --wait"}},
+		{name: "timeout without wait", args: with("--user", "u@x", "--timeout", "1m"), want: []string{"--timeout applies only with --wait", "enqueue status JOB --watch"}},
 		{name: "bad timeout", args: with("--user", "u@x", "--wait", "--timeout", "soon"), want: []string{`--timeout "soon"`, "such as 30m"}},
 		{name: "bad format", args: with("--user", "u@x", "--wait", "--format", "xml"), want: []string{`--format "xml"`, "json or csv"}},
 		{name: "malformed results key", args: with("--user", "u@x", "--wait"), env: map[string]string{"RESULTS_KEY": "c2hvcnQ="}, want: []string{"RESULTS_KEY", "need 32", "openssl rand -base64 32"}},

@@ -94,6 +94,10 @@ func parseUserLine(line []byte) (user, problem string) {
 		return "", fmt.Sprintf("%q is %d characters, and a user ID has at most %d: put one user ID per line",
 			shorten(s), n, tasks.MaxUserIDLength)
 	}
+	if strings.Contains(s, "\r") {
+		return "", fmt.Sprintf("%q holds a carriage return inside the line, as a file with old Mac CR line endings does: save it with LF or CRLF line endings",
+			shorten(s))
+	}
 	if i := strings.IndexFunc(s, unicode.IsSpace); i >= 0 {
 		return "", fmt.Sprintf("%q contains a space or tab: put one user ID per line, and comments on lines of their own starting with #",
 			shorten(s))

@@ -219,7 +219,12 @@ func parseSchedule(at, in string, now time.Time) (time.Time, asynq.Option, []str
 func checkWaitOptions(o *submitOptions, set map[string]bool, problems []string) (time.Duration, []string) {
 	if !o.wait {
 		for _, name := range []string{"timeout", "format", "out"} {
-			if set[name] {
+			if !set[name] {
+				continue
+			}
+			if name == "timeout" {
+				problems = append(problems, "--timeout applies only with --wait: add --wait, or follow the job later with: enqueue status JOB --watch")
+			} else {
 				problems = append(problems, fmt.Sprintf("--%s applies only with --wait: add --wait, or collect the results later with: enqueue results JOB --%s ...", name, name))
 			}
 		}
