@@ -81,8 +81,13 @@ func (a *app) cmdCancel(ctx context.Context, args []string) error {
 	if job, err = store.Job(ctx, jobID); err != nil {
 		return c.wrap(err)
 	}
-	fmt.Fprintf(a.stdout, "cancelled job %s: %d applied, %d failed, %d not reset of %d; removed %d queued tasks\n",
-		jobID, job.Applied, job.Failed, job.Pending(), job.Total, removed)
+	if job.UsersLoaded {
+		fmt.Fprintf(a.stdout, "cancelled job %s: %d applied, %d failed, %d not reset of %d; removed %d queued tasks\n",
+			jobID, job.Applied, job.Failed, job.Pending(), job.Total, removed)
+	} else {
+		fmt.Fprintf(a.stdout, "cancelled job %s before a worker stored its user list: no user was reset; removed %d queued tasks\n",
+			jobID, removed)
+	}
 	fmt.Fprintf(a.stderr, "enqueue: a reset already in flight may still be applied: \"enqueue status %s\" shows the final counts, and \"enqueue results %s\" the values that were set\n",
 		jobID, jobID)
 	return nil

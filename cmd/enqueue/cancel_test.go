@@ -110,6 +110,9 @@ func TestCancelScheduledSubmission(t *testing.T) {
 	if !strings.Contains(got.stdout, "removed 1 queued tasks") {
 		t.Errorf("stdout = %q, want the scheduled reset:bulk task removed", got.stdout)
 	}
+	if !strings.Contains(got.stdout, "before a worker stored its user list: no user was reset") {
+		t.Errorf("stdout = %q, want it to say that no user was reset, not 0 of 0", got.stdout)
+	}
 	if _, scheduled, _ := queueSizes(t, rd, tasks.QueueLow); scheduled != 0 {
 		t.Errorf("%d scheduled tasks left, want none", scheduled)
 	}
