@@ -171,7 +171,7 @@ func (c *Client) login(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.send(ctx, r, body, "")
+	resp, err := c.send(ctx, r, body, "", false)
 	if err != nil {
 		return err
 	}
@@ -202,7 +202,7 @@ func (c *Client) loginError(r *request, resp *response) error {
 // failure makes the caller log in instead.
 func (c *Client) refresh(ctx context.Context, token string) error {
 	r := &request{method: http.MethodPut, path: "/auth/token"}
-	resp, err := c.send(ctx, r, nil, token)
+	resp, err := c.send(ctx, r, nil, token, false)
 	if err != nil {
 		return err
 	}

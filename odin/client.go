@@ -147,7 +147,7 @@ func (c *Client) call(ctx context.Context, r *request, out any) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.send(ctx, r, body, token)
+	resp, err := c.send(ctx, r, body, token, true)
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func (c *Client) call(ctx context.Context, r *request, out any) error {
 		if token, _, err = c.token(ctx); err != nil {
 			return err
 		}
-		if resp, err = c.send(ctx, r, body, token); err != nil {
+		if resp, err = c.send(ctx, r, body, token, true); err != nil {
 			return err
 		}
 	}
@@ -187,6 +187,21 @@ func encodeBody(r *request) ([]byte, error) {
 	return body, nil
 }
 
+// BeforeSendFunc decides, after the limiter's wait for a request and just before the
+// request goes out, whether it still should. waited is how long the wait took. A non-nil
+// error stops the request; the client returns it wrapped and sends nothing.
+type BeforeSendFunc func(ctx context.Context, waited time.Duration) error
+
+type beforeSendKey struct{}
+
+// BeforeSend returns a context under which every API request of the client (not the
+// login or token refresh) calls check after its limiter wait. A caller that may wait a
+// long time for a slot uses it to look again at what changed meanwhile, such as a job
+// cancelled while its tasks waited.
+func BeforeSend(ctx context.Context, check BeforeSendFunc) context.Context {
+	return context.WithValue(ctx, beforeSendKey{}, check)
+}
+
 // responseError maps a non-2xx response to an error. It removes the request's secrets,
 // the admin password and the token sent with the request (token may be "") from the
 // message.
@@ -196,12 +211,22 @@ func (c *Client) responseError(r *request, resp *response, token string) error {
 }
 
 // send waits for the limiter, then sends one HTTP request with the per-request timeout
-// and reads the whole response. token may be empty (login). It reports the exchange to
-// the observer. A non-2xx status is not an error here.
-func (c *Client) send(ctx context.Context, r *request, body []byte, token string) (*response, error) {
+// and reads the whole response. token may be empty (login). With checked, the check that
+// BeforeSend put in ctx runs between the wait and the request; login and token refresh
+// requests skip it, because they serve every caller. It reports the exchange to the
+// observer. A non-2xx status is not an error here.
+func (c *Client) send(ctx context.Context, r *request, body []byte, token string, checked bool) (*response, error) {
+	var waited time.Duration
 	if c.limiter != nil {
+		start := time.Now()
 		if err := c.limiter.Wait(ctx); err != nil {
 			return nil, fmt.Errorf("Odin %s: waiting for the rate limiter: %w", r.endpoint(), err)
+		}
+		waited = time.Since(start)
+	}
+	if check, ok := ctx.Value(beforeSendKey{}).(BeforeSendFunc); ok && checked {
+		if err := check(ctx, waited); err != nil {
+			return nil, fmt.Errorf("Odin %s: not sent: %w", r.endpoint(), err)
 		}
 	}
 

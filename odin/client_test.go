@@ -538,6 +538,42 @@ func TestLimiterErrorStopsTheRequest(t *testing.T) {
 	}
 }
 
+func TestBeforeSendRunsAfterTheLimiter(t *testing.T) {
+	f := newFakeOdin(t)
+	f.handle("PUT /users/passwords", respondJSON(http.StatusOK, map[string]any{}))
+	limiter := &countingLimiter{}
+	c := f.newClient(WithLimiter(limiter))
+	stop := errors.New("job cancelled")
+
+	var checks int
+	allow := BeforeSend(context.Background(), func(_ context.Context, waited time.Duration) error {
+		checks++
+		if waited < 0 {
+			t.Errorf("waited = %v, want a duration of zero or more", waited)
+		}
+		return nil
+	})
+	if err := c.SetWebPassword(allow, "u1@example.com", "Pw-123456789"); err != nil {
+		t.Fatalf("SetWebPassword: %v", err)
+	}
+	if checks != 1 {
+		t.Errorf("check ran %d times for one API request and one login, want 1: logins serve every caller and skip it", checks)
+	}
+
+	deny := BeforeSend(context.Background(), func(context.Context, time.Duration) error { return stop })
+	sentBefore := len(f.recorded(""))
+	err := c.SetWebPassword(deny, "u1@example.com", "Pw-123456789")
+	if !errors.Is(err, stop) {
+		t.Fatalf("error = %v, want it to wrap the check's error", err)
+	}
+	if got := len(f.recorded("")) - sentBefore; got != 0 {
+		t.Errorf("sent %d requests after the check refused, want 0", got)
+	}
+	if limiter.count() != sentBefore+1 {
+		t.Errorf("limiter waited %d times, want %d: the check runs after the wait", limiter.count(), sentBefore+1)
+	}
+}
+
 func TestObserverSeesEveryExchange(t *testing.T) {
 	f := newFakeOdin(t)
 	f.handle("GET /users/authentication", respondJSON(http.StatusOK, map[string]any{"userName": "u1"}))

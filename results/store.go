@@ -221,6 +221,18 @@ func (s *Store) UserWithJobStatus(ctx context.Context, jobID, userID string) (Us
 	return rec, status, err
 }
 
+// JobState returns a job's state alone, in one HGET, or ErrNotFound.
+func (s *Store) JobState(ctx context.Context, jobID string) (JobState, error) {
+	state, err := s.rdb.HGet(ctx, s.jobKeys(jobID).meta, "state").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("job %s: %w", jobID, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the state of job %s: %w", jobID, err)
+	}
+	return JobState(state), nil
+}
+
 // User returns one user's record, or ErrNotFound.
 func (s *Store) User(ctx context.Context, jobID, userID string) (UserRecord, error) {
 	recs, err := s.Users(ctx, jobID, []string{userID})

@@ -56,7 +56,11 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	attempts := retried + 1
 	lastAttempt := retried >= maxRetry
 
-	rec, err = h.apply(ctx, p, rec, lastAttempt)
+	rec, err = h.apply(odin.BeforeSend(ctx, h.recheckJob(p.JobID)), p, rec, lastAttempt)
+	if errors.Is(err, errJobCancelled) {
+		log.Info().Msg("job cancelled while the task waited for an Odin request slot; user not reset")
+		return asynq.RevokeTask
+	}
 	if err == nil {
 		if status.Reason != "" {
 			// Odin works again: clear the waiting reason operators see in the status.
@@ -89,6 +93,36 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	}
 	log.Warn().Err(err).Int("attempt", attempts).Msg("Odin call failed; will retry with the same value")
 	return err
+}
+
+// recheckAfterWait is how long a wait for an Odin request slot may take before the
+// request reads its job's state again. Below it, a cancel that arrived during the wait is
+// rare enough not to cost every request a Redis round trip.
+const recheckAfterWait = 200 * time.Millisecond
+
+// errJobCancelled stops an Odin request of a job cancelled while the request waited.
+var errJobCancelled = errors.New("the job was cancelled")
+
+// recheckJob returns the odin.BeforeSendFunc of a job's requests: after a long wait for
+// a slot, it reads the job's state and stops the request if the job was cancelled
+// meanwhile. Without it, every task already waiting in the limiter when an operator
+// cancels (up to WORKER_CONCURRENCY per worker) would still reset its user.
+func (h *Handlers) recheckJob(jobID string) odin.BeforeSendFunc {
+	return func(ctx context.Context, waited time.Duration) error {
+		if waited < recheckAfterWait {
+			return nil
+		}
+		state, err := h.Store.JobState(ctx, jobID)
+		if err != nil {
+			// The record is checked again when the outcome is settled; a failed read
+			// here must not hold up the reset.
+			return nil
+		}
+		if state == results.JobCancelled {
+			return errJobCancelled
+		}
+		return nil
+	}
 }
 
 // apply sends the record's value to Odin. On a password-rule rejection of a value that
