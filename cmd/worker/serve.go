@@ -52,6 +52,16 @@ func runWorker(ctx context.Context, cfg Config, getenv secrets.Getenv, stderr io
 	if err != nil {
 		return fmt.Errorf("Redis %s: %w", cfg.Redis.Describe(), err)
 	}
+	checkCtx, cancel = context.WithTimeout(ctx, 10*time.Second)
+	err = results.NewStore(rdb, results.WithSealer(sealer)).CheckSealing(checkCtx)
+	cancel()
+	var mismatch *results.SealingMismatchError
+	if errors.As(err, &mismatch) {
+		return &usageError{err}
+	}
+	if err != nil {
+		return fmt.Errorf("Redis %s: %w", cfg.Redis.Describe(), err)
+	}
 
 	inspector := asynq.NewInspector(redisOpt)
 	defer inspector.Close()

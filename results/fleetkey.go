@@ -1,0 +1,96 @@
+package results
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// plaintextSealing names, in the fleet's sealing record, workers that store values
+// unencrypted.
+const plaintextSealing = "plaintext"
+
+// sealingOf returns the name of what s seals with (a key ID, or "plaintext") and every
+// name whose values s can open.
+func sealingOf(s Sealer) (current string, readable []string) {
+	switch s := s.(type) {
+	case *Keyring:
+		return s.current.id, s.ids()
+	case Plaintext:
+		return plaintextSealing, []string{plaintextSealing}
+	}
+	return "", nil
+}
+
+// SealingMismatchError is returned by CheckSealing when this process could not read the
+// values the other workers on the same Redis write, or they could not read its values.
+type SealingMismatchError struct {
+	// Fleet is what the other workers seal with: a key ID or "plaintext".
+	Fleet string
+	// Own is what this process seals with.
+	Own string
+	// RedisKey holds Fleet.
+	RedisKey string
+}
+
+func (e *SealingMismatchError) Error() string {
+	var b strings.Builder
+	switch {
+	case e.Own == plaintextSealing:
+		fmt.Fprintf(&b, "the other workers on this Redis encrypt new values with results key %s, and this worker has no RESULTS_KEY: set RESULTS_KEY (or RESULTS_KEY_FILE) to the same key", e.Fleet)
+	case e.Fleet == plaintextSealing:
+		fmt.Fprintf(&b, "the other workers on this Redis store new values unencrypted (INSECURE_PLAINTEXT_RESULTS), and this worker encrypts them with results key %s and cannot read theirs: run every worker with the same setting", e.Own)
+	default:
+		fmt.Fprintf(&b, "this worker encrypts new values with results key %s (RESULTS_KEY), but the other workers on this Redis use key %s, which this worker cannot read: give every worker the same RESULTS_KEY. To rotate keys, set the new key as RESULTS_KEY and the old one as RESULTS_KEY_PREVIOUS", e.Own, e.Fleet)
+	}
+	fmt.Fprintf(&b, ". If every worker moves to this worker's setting on purpose, delete the Redis key %s first", e.RedisKey)
+	return b.String()
+}
+
+// CheckSealing compares what this store seals new values with against what the other
+// workers on the same Redis seal with, and records it for the next worker. A worker with
+// another results key would write values that nobody with the fleet's key can read, and
+// could not read the values the fleet wrote ahead, so it must not start. A key rotation
+// passes: a worker whose RESULTS_KEY_PREVIOUS holds the fleet's key records its new key.
+// It returns a *SealingMismatchError on a mismatch.
+func (s *Store) CheckSealing(ctx context.Context) error {
+	own, readable := sealingOf(s.sealer)
+	if own == "" {
+		return nil // a custom Sealer: nothing to compare
+	}
+	key := s.prefix + "sealing"
+	for range 3 {
+		fleet, err := s.rdb.Get(ctx, key).Result()
+		if errors.Is(err, redis.Nil) {
+			ok, err := s.rdb.SetNX(ctx, key, own, 0).Result()
+			if err != nil {
+				return fmt.Errorf("record the results key in Redis: %w", err)
+			}
+			if ok {
+				return nil
+			}
+			continue // another worker recorded its key first: compare with it
+		}
+		if err != nil {
+			return fmt.Errorf("read the fleet's results key from Redis: %w", err)
+		}
+		switch {
+		case fleet == own:
+			return nil
+		case slices.Contains(readable, fleet):
+			// A rotation: this worker reads the fleet's values and takes over with its new
+			// key. Workers still on the old key write values every new worker can read.
+			if err := s.rdb.Set(ctx, key, own, 0).Err(); err != nil {
+				return fmt.Errorf("record the new results key in Redis: %w", err)
+			}
+			return nil
+		default:
+			return &SealingMismatchError{Fleet: fleet, Own: own, RedisKey: key}
+		}
+	}
+	return errors.New("record the results key in Redis: it kept changing under concurrent workers")
+}
