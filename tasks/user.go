@@ -33,6 +33,9 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	if errors.Is(err, results.ErrNotFound) {
 		return permanent(fmt.Errorf("no record of user %q in job %s: the record expired or was deleted, so nothing was sent to Odin; submit the user in a new job if it still needs a reset", p.UserID, p.JobID))
 	}
+	if wait := h.keyMismatch(ctx, p.JobID, err); wait != nil {
+		return wait
+	}
 	if err != nil {
 		return err
 	}
@@ -93,6 +96,28 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	}
 	log.Warn().Err(err).Int("attempt", attempts).Msg("Odin call failed; will retry with the same value")
 	return err
+}
+
+// keyMismatchDelay is how long a task whose value this worker cannot decrypt waits, so
+// that a worker with the right results key takes it meanwhile.
+const keyMismatchDelay = time.Minute
+
+// keyMismatch turns a record this worker cannot decrypt, because it was sealed with a
+// results key this worker does not have, into a *WaitError and a job reason operators
+// see in the status. The task does not lose an attempt, and a worker with the right key
+// can take it: the fault is this worker's configuration, not the user's reset. It
+// returns nil for other errors.
+func (h *Handlers) keyMismatch(ctx context.Context, jobID string, err error) error {
+	var mismatch *results.KeyMismatchError
+	if !errors.As(err, &mismatch) && !errors.Is(err, results.ErrNoKey) && !errors.Is(err, results.ErrPlaintextRefused) {
+		return nil
+	}
+	reason := "a worker cannot read this job's values: " + err.Error()
+	zerolog.Ctx(ctx).Error().Err(err).Msg("cannot decrypt the user's value with this worker's results key; leaving the task to a worker with the right key")
+	if serr := h.Store.SetReason(ctx, jobID, reason); serr != nil {
+		zerolog.Ctx(ctx).Error().Err(serr).Msg("could not record the waiting reason")
+	}
+	return &WaitError{Delay: keyMismatchDelay, Reason: reason}
 }
 
 // recheckAfterWait is how long a wait for an Odin request slot may take before the
