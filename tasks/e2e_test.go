@@ -253,3 +253,39 @@ func TestEndToEndUnknownGroupCancelsJob(t *testing.T) {
 		t.Errorf("reason %q, want one saying the group cannot be listed", job.Reason)
 	}
 }
+
+// TestEndToEndFanOutTroubleIsTheJobReason makes every Odin API request fail while the
+// fan-out runs: the job's reason must say so, for 'enqueue status', and clear once
+// Odin answers and the job completes.
+func TestEndToEndFanOutTroubleIsTheJobReason(t *testing.T) {
+	t.Parallel()
+	env := testenv.Start(t, testenv.Options{Sim: odintest.Config{Users: 5, Faults: odintest.Faults{Error500: 1}}})
+	env.Submit(tasks.BulkResetPayload{JobID: "job-trouble", Type: results.Web, Users: seededUsers(5)})
+
+	ctx := t.Context()
+	deadline := time.Now().Add(15 * time.Second)
+	var job results.Job
+	for {
+		var err error
+		if job, err = env.Store.Job(ctx, "job-trouble"); err == nil && strings.HasPrefix(job.Reason, "fan-out waits: ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job reason = %q after 15 s of failing generator calls, want it to start with %q", job.Reason, "fan-out waits: ")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("job reason while Odin fails: %s", job.Reason)
+	if !strings.Contains(job.Reason, "500") && !strings.Contains(strings.ToLower(job.Reason), "internal server error") {
+		t.Errorf("job reason = %q, want Odin's error in it", job.Reason)
+	}
+
+	env.Sim.SetFaults(odintest.Faults{})
+	job = env.Wait("job-trouble", 60*time.Second)
+	if job.State != results.JobCompleted || job.Applied != 5 {
+		t.Fatalf("job = %s with %d applied, want completed with 5", job.State, job.Applied)
+	}
+	if job.Reason != "" {
+		t.Errorf("job reason = %q after the job completed, want it cleared", job.Reason)
+	}
+}

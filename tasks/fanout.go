@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -95,6 +96,12 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		if job, err = h.Store.Job(ctx, p.JobID); err != nil {
 			return err
 		}
+		if strings.HasPrefix(job.Reason, fanOutTroublePrefix) {
+			// The chunk got its values: Odin answers again.
+			if err := h.Store.SetReason(ctx, p.JobID, ""); err != nil {
+				return err
+			}
+		}
 		if job.State == results.JobCancelled {
 			log.Info().Int("cursor", job.Cursor).Msg("job cancelled during fan-out, stopping")
 			return nil
@@ -119,7 +126,7 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 		}
 	}
 	if len(needValue) > 0 {
-		values, genErr := h.generate(ctx, p.Type, p.ServiceProviderID, p.GroupID, len(needValue))
+		values, genErr := h.generate(ctx, p.JobID, p.Type, p.ServiceProviderID, p.GroupID, len(needValue))
 		if genErr != nil && odin.IsPermanent(genErr) && !odin.IsAuthFailure(genErr) {
 			// Odin will not generate values for this group (unknown group, no permission):
 			// no user of the job can be reset, so record that for each of them.
@@ -182,8 +189,9 @@ const enqueueParallelism = 16
 // backoff, up to maxGenerateFaults failures in a row. That matters where the SIP generator
 // ignores the count: one batch is then as many requests as values, and a long batch would
 // rarely get through an Odin that fails a few percent of requests. On an error, generate
-// returns the values it already has with the error.
-func (h *Handlers) generate(ctx context.Context, t results.CredentialType, sp, group string, n int) ([]string, error) {
+// returns the values it already has with the error. With a jobID, the first failure sets
+// the job's reason; the per-user regenerate passes "" and leaves the reason alone.
+func (h *Handlers) generate(ctx context.Context, jobID string, t results.CredentialType, sp, group string, n int) ([]string, error) {
 	values := make([]string, 0, n)
 	batch := n
 	faults := 0
@@ -206,6 +214,9 @@ func (h *Handlers) generate(ctx context.Context, t results.CredentialType, sp, g
 			delay := generateBackoff << (faults - 1)
 			zerolog.Ctx(ctx).Warn().Err(err).Int("failures_in_a_row", faults).Dur("retry_in_ms", delay).
 				Msg("Odin generator call failed; retrying with a smaller batch")
+			if faults == 1 {
+				h.noteFanOutTrouble(ctx, jobID, err)
+			}
 			if err := sleep(ctx, delay); err != nil {
 				return values, err
 			}

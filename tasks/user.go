@@ -175,7 +175,7 @@ func (h *Handlers) apply(ctx context.Context, p UserResetPayload, rec results.Us
 		}
 
 		zerolog.Ctx(ctx).Info().Err(err).Msg("Odin rejected the value by a password rule; generating one fresh value")
-		fresh, genErr := h.generate(ctx, p.Type, p.ServiceProviderID, p.GroupID, 1)
+		fresh, genErr := h.generate(ctx, "", p.Type, p.ServiceProviderID, p.GroupID, 1)
 		if genErr != nil {
 			return rec, genErr
 		}
@@ -355,12 +355,29 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 }
 
 // odinFailure classifies an Odin error of the fan-out: a *WaitError for pauses, the
-// error itself otherwise, so asynq retries the fan-out from its cursor.
+// error itself otherwise, so asynq retries the fan-out from its cursor. Either way the
+// job's reason says why it makes no progress.
 func (h *Handlers) odinFailure(ctx context.Context, jobID string, err error) error {
 	if wait := h.waitFor(ctx, jobID, err); wait != nil {
 		return wait
 	}
+	h.noteFanOutTrouble(ctx, jobID, err)
 	return err
+}
+
+// fanOutTroublePrefix starts the job reason that a failing Odin call of the fan-out sets.
+const fanOutTroublePrefix = "fan-out waits: "
+
+// noteFanOutTrouble sets the job's reason after an Odin call of the fan-out failed, so
+// 'enqueue status' shows why no user is being reset while the call is retried.
+func (h *Handlers) noteFanOutTrouble(ctx context.Context, jobID string, err error) {
+	if jobID == "" || ctx.Err() != nil {
+		return
+	}
+	reason := fanOutTroublePrefix + odinReason(err) + "; retrying"
+	if serr := h.Store.SetReason(ctx, jobID, reason); serr != nil {
+		zerolog.Ctx(ctx).Error().Err(serr).Msg("could not record the waiting reason")
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
