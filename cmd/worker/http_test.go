@@ -606,3 +606,58 @@ func sumMatching(family *dto.MetricFamily, want map[string]string) (float64, boo
 	}
 	return total, found
 }
+
+// TestReadyzRedisHangs points /readyz at a server that accepts connections and never
+// answers: the probe must answer 503 within its 2-second budget, not after go-redis's
+// read and pool timeouts.
+func TestReadyzRedisHangs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	rdb := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1})
+	defer rdb.Close()
+
+	cfg := Config{HTTPAddr: "127.0.0.1:0", LogLevel: "info", LogFormat: "json"}
+	srv, err := startHTTP(cfg, newLogger(cfg, newLogRecorder()), rdb, asynq.RedisClientOpt{Addr: ln.Addr().String()}, metrics.New(nil), make(chan error, 1))
+	if err != nil {
+		t.Fatalf("startHTTP: %v", err)
+	}
+	defer srv.Close()
+	w := &testWorker{baseURL: "http://" + srv.Addr}
+
+	start := time.Now()
+	status, _, body := w.do(t, http.MethodGet, "/readyz", "", "")
+	took := time.Since(start)
+	if status != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz status = %d, want 503; body: %.200s", status, body)
+	}
+	// The budget is 2 s; without it go-redis holds the probe for its read timeout (3 s)
+	// plus its pool timeout, about 5 s in all. The margin is for a loaded machine.
+	if took >= 4500*time.Millisecond {
+		t.Errorf("GET /readyz took %v against a Redis that never answers, want about 2 s", took.Round(time.Millisecond))
+	}
+}

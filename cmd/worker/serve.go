@@ -131,6 +131,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 	return err
 }
 
+// readyTimeout is how long /readyz waits for Redis to answer a PING.
+const readyTimeout = 2 * time.Second
+
 // startHTTP serves /healthz, /readyz, /metrics and, with credentials, /monitoring.
 func startHTTP(cfg Config, log zerolog.Logger, rdb redis.UniversalClient, redisOpt asynq.RedisConnOpt, m *metrics.Metrics, errc chan<- error) (*http.Server, error) {
 	mux := http.NewServeMux()
@@ -138,9 +141,20 @@ func startHTTP(cfg Config, log zerolog.Logger, rdb redis.UniversalClient, redisO
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
-		if err := rdb.Ping(ctx).Err(); err != nil {
+		// go-redis bounds a command by its read and pool timeouts, not by the context's
+		// deadline, so a Redis that accepts connections but does not answer would hold
+		// the probe for about 5 s. The PING runs on its own and the probe stops waiting.
+		pong := make(chan error, 1)
+		go func() { pong <- rdb.Ping(ctx).Err() }()
+		var err error
+		select {
+		case err = <-pong:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
 			http.Error(w, "Redis unreachable", http.StatusServiceUnavailable)
 			return
 		}
