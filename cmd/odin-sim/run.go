@@ -152,7 +152,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	case os.Getenv("ODIN_SIM_PASSWORD") != "":
 		cfg.Password, opts.password = os.Getenv("ODIN_SIM_PASSWORD"), "the password from ODIN_SIM_PASSWORD"
 	default:
-		cfg.Password, opts.password = "odin-sim-password", "the default password"
+		cfg.Password, opts.password = "odin-sim-password", `the default password "odin-sim-password"`
 	}
 
 	picker := userPicker{users: cfg.Users, extraUsers: cfg.ExtraUsers}

@@ -2,10 +2,28 @@ package odintest
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"time"
 )
+
+// inspectionIndex is the answer to GET /_sim/, which the startup line of cmd/odin-sim
+// points to.
+const inspectionIndex = `Odin simulator: inspection endpoints (no token needed)
+
+GET  /_sim/credentials    user ID -> kind -> {value, setCount, history}
+GET  /_sim/stats          request counts, max per second, 429s, logins
+GET  /_sim/devices        devices with rebuild and reset counts, and events
+GET  /_sim/users          user IDs in group order
+GET  /_sim/faults         current injected faults
+PUT  /_sim/faults         replace the faults (JSON, durations like "2s")
+PUT  /_sim/rate-limit     {"requestsPerSecond": N}, 0 for unlimited
+POST /_sim/expire-tokens  invalidate every issued token
+POST /_sim/reset-stats    zero the counters
+
+The Odin API itself is under /api/v2.
+`
 
 // serveInspection serves the endpoints under /_sim/, which need no token and are not
 // counted in Stats:
@@ -22,6 +40,9 @@ import (
 func (s *Simulator) serveInspection(w http.ResponseWriter, r *http.Request) {
 	endpoint := r.Method + " " + r.URL.Path
 	switch endpoint {
+	case "GET /_sim", "GET /_sim/":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, inspectionIndex)
 	case "GET /_sim/credentials":
 		writeJSON(w, http.StatusOK, s.Credentials())
 	case "GET /_sim/stats":

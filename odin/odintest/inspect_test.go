@@ -3,6 +3,7 @@ package odintest_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +33,15 @@ func TestInspectionEndpoints(t *testing.T) {
 		}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("credentials mismatch (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("index", func(t *testing.T) {
+		for _, path := range []string{"/_sim", "/_sim/"} {
+			resp := call(t, http.MethodGet, srv.Root(), path, "", nil)
+			if resp.status != http.StatusOK || !strings.Contains(string(resp.body), "GET  /_sim/credentials") {
+				t.Errorf("GET %s = %d %.100q, want 200 with the list of endpoints", path, resp.status, resp.body)
+			}
 		}
 	})
 
