@@ -53,6 +53,15 @@ func runWorker(ctx context.Context, cfg Config, getenv secrets.Getenv, stderr io
 		return fmt.Errorf("Redis %s: %w", cfg.Redis.Describe(), err)
 	}
 	checkCtx, cancel = context.WithTimeout(ctx, 10*time.Second)
+	warnings, err := redisconn.PersistenceWarnings(checkCtx, rdb)
+	cancel()
+	for _, w := range warnings {
+		log.Warn().Msg(w)
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("could not check Redis persistence")
+	}
+	checkCtx, cancel = context.WithTimeout(ctx, 10*time.Second)
 	err = results.NewStore(rdb, results.WithSealer(sealer)).CheckSealing(checkCtx)
 	cancel()
 	var mismatch *results.SealingMismatchError

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -215,6 +216,37 @@ func checkOne(ctx context.Context, rdb redis.UniversalClient, where string) erro
 		return fmt.Errorf("Redis%s has maxmemory-policy %q; it must be noeviction, because an evicted task lease leaves tasks stuck in the active state: set `maxmemory-policy noeviction` in redis.conf", where, policy)
 	}
 	return nil
+}
+
+// PersistenceWarnings returns one warning for each Redis server (each master of a
+// Cluster) that runs without an append-only file. There the results record, which holds
+// the only copy of a new password until the operator collects it, loses every write since
+// the last snapshot when Redis restarts. It is a warning, not an error: a managed Redis
+// may replicate instead, and tests run without persistence on purpose.
+func PersistenceWarnings(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
+	var (
+		mu       sync.Mutex
+		warnings []string
+	)
+	check := func(ctx context.Context, c redis.UniversalClient, where string) error {
+		info, err := c.Info(ctx, "persistence").Result()
+		if err != nil {
+			return fmt.Errorf("read Redis%s persistence settings: %w", where, err)
+		}
+		if infoField(info, "aof_enabled") == "0" {
+			mu.Lock()
+			warnings = append(warnings, fmt.Sprintf("Redis%s runs without an append-only file: a Redis restart loses the new passwords written since its last snapshot; set `appendonly yes` in redis.conf (see docs/operations.md, Persistence and eviction)", where))
+			mu.Unlock()
+		}
+		return nil
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			return check(ctx, c, " at "+c.Options().Addr)
+		})
+		return warnings, err
+	}
+	return warnings, check(ctx, rdb, "")
 }
 
 func infoField(info, name string) string {
