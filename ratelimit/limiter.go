@@ -203,8 +203,26 @@ func (e *DelayError) Error() string {
 func (l *Limiter) Wait(ctx context.Context) error {
 	start := l.clock.Now()
 	lowPriority := isLowPriority(ctx)
+	// horizon is how far ahead a caller may reserve its request slot: the
+	// budget left, and for a low-priority caller at most the headroom.
+	horizon := func() (maxWait, budget, horizon time.Duration) {
+		maxWait = max(l.maxWait-l.clock.Now().Sub(start), 0)
+		budget = maxWait
+		if deadline, ok := ctx.Deadline(); ok {
+			budget = min(budget, time.Until(deadline))
+		}
+		if lowPriority {
+			return maxWait, budget, min(budget, l.headroom)
+		}
+		return maxWait, budget, budget
+	}
+
+	// reserved is a slot reservation made with the low-priority turn.
+	var reserved *reservation
 	if lowPriority {
-		if err := l.awaitTurn(ctx); err != nil {
+		_, _, h := horizon()
+		var err error
+		if reserved, err = l.awaitTurn(ctx, h); err != nil {
 			return err
 		}
 	}
@@ -214,22 +232,19 @@ func (l *Limiter) Wait(ctx context.Context) error {
 			return err
 		}
 
-		maxWait := max(l.maxWait-l.clock.Now().Sub(start), 0)
-		budget := maxWait
-		if deadline, ok := ctx.Deadline(); ok {
-			budget = min(budget, time.Until(deadline))
-		}
-		horizon := budget
-		if lowPriority {
-			horizon = min(budget, l.headroom)
-		}
-
-		res, err := l.reserveIn(ctx, l.gcraKey, horizon)
-		if err != nil {
-			if ctxErr := ctx.Err(); ctxErr != nil {
-				return ctxErr
+		maxWait, budget, h := horizon()
+		var res reservation
+		if reserved != nil {
+			res, reserved = *reserved, nil
+		} else {
+			var err error
+			res, err = l.reserveIn(ctx, l.gcraKey, h)
+			if err != nil {
+				if ctxErr := ctx.Err(); ctxErr != nil {
+					return ctxErr
+				}
+				return err
 			}
-			return err
 		}
 		if !res.reserved && lowPriority && res.wait <= budget {
 			// Callers without the low-priority mark hold the headroom. Try
@@ -330,6 +345,57 @@ type reservation struct {
 // reserve takes the next request slot if it is at most budget away.
 func (l *Limiter) reserve(ctx context.Context, budget time.Duration) (reservation, error) {
 	return l.reserveIn(ctx, l.gcraKey, budget)
+}
+
+// reserveLow takes the next low-priority turn if it is at most budget away,
+// and when the turn is at most half the headroom away, reserves the request
+// slot too if that is at most slotHorizon away. slot is nil when it was not
+// tried.
+func (l *Limiter) reserveLow(ctx context.Context, budget, slotHorizon time.Duration) (turn reservation, slot *reservation, err error) {
+	keys := []string{l.laneKey, l.gcraKey, l.pauseKey}
+	args := []any{
+		l.emission.Microseconds(),
+		l.burst,
+		max(budget.Microseconds(), 0),
+		keyTTLMargin.Milliseconds(),
+		(l.headroom / 2).Microseconds(),
+		max(slotHorizon.Microseconds(), 0),
+	}
+	values, err := reserveLowScript.Run(ctx, l.rdb, keys, args...).Slice()
+	if err != nil {
+		return reservation{}, nil, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: %w", err)
+	}
+	if len(values) != 8 {
+		return reservation{}, nil, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: unexpected reply %v", values)
+	}
+	ints := make([]int64, len(values))
+	ok := true
+	for i, v := range values {
+		if i == 2 {
+			continue
+		}
+		n, isInt := v.(int64)
+		ints[i], ok = n, ok && isInt
+	}
+	reason, isString := values[2].(string)
+	if !ok || !isString {
+		return reservation{}, nil, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: unexpected reply %v", values)
+	}
+	turn = reservation{
+		reserved:    ints[0] == 1,
+		wait:        time.Duration(ints[1]) * time.Microsecond,
+		pauseReason: reason,
+		slotMicros:  ints[3],
+	}
+	if ints[4] == 1 {
+		slot = &reservation{
+			reserved:    ints[5] == 1,
+			wait:        time.Duration(ints[6]) * time.Microsecond,
+			pauseReason: reason,
+			slotMicros:  ints[7],
+		}
+	}
+	return turn, slot, nil
 }
 
 // reserveIn takes the next slot of the schedule kept in tatKey, the request

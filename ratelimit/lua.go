@@ -12,6 +12,49 @@ import "github.com/redis/go-redis/v9"
 // fast-forwards them. The remaining time comes from until_us, and the TTL only
 // removes the key afterwards.
 
+// reserveLua defines reserve(tat_key, pause_key, emission, burst, max_wait,
+// ttl_margin, now), which reserves the next slot of the schedule kept in
+// tat_key if it is at most max_wait away, and returns {reserved (1 or 0), wait
+// in microseconds, pause reason or "", slot time in microseconds since the Unix
+// epoch}.
+const reserveLua = `
+local function reserve(tat_key, pause_key, emission, burst, max_wait, ttl_margin, now)
+  -- During a pause, schedule as if it were already the end of the pause.
+  local earliest = now
+  local reason = ""
+  local pause = redis.call("HMGET", pause_key, "until_us", "reason")
+  local pause_until = tonumber(pause[1])
+  if pause_until and pause_until > now then
+    earliest = pause_until
+    reason = pause[2] or ""
+  end
+
+  local tat = tonumber(redis.call("GET", tat_key))
+  if not tat or tat < earliest then
+    tat = earliest
+  end
+  local new_tat = tat + emission
+
+  -- The burst lets a slot start up to (burst-1) intervals before its TAT, but
+  -- never before now or before the end of the pause.
+  local slot = new_tat - burst * emission
+  if slot < earliest then
+    slot = earliest
+  end
+  local wait = slot - now
+  if wait > max_wait then
+    return {0, wait, reason, slot}
+  end
+
+  local ttl = math.ceil((new_tat - now) / 1000) + ttl_margin
+  redis.call("SET", tat_key, string.format("%.0f", new_tat), "PX", ttl)
+  return {1, wait, reason, slot}
+end
+
+local time = redis.call("TIME")
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+`
+
 // reserveScript reserves the next request slot, or reports how far away it is.
 //
 //	KEYS[1]  TAT key: the time the next slot frees up
@@ -23,45 +66,37 @@ import "github.com/redis/go-redis/v9"
 //
 // It returns {reserved (1 or 0), wait in microseconds, pause reason or "",
 // slot time in microseconds since the Unix epoch}.
-var reserveScript = redis.NewScript(`
+var reserveScript = redis.NewScript(reserveLua + `
+return reserve(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), now)
+`)
+
+// reserveLowScript takes a low-priority caller's turn and, when the turn is
+// close enough that the caller would not sleep before reserving its request
+// slot, reserves the slot too, in the same round trip. A limiter with room to
+// spare thus costs a low-priority request one round trip, not two.
+//
+//	KEYS[1]  TAT key of the low-priority turns
+//	KEYS[2]  TAT key of the request slots
+//	KEYS[3]  pause key
+//	ARGV[1]  emission interval (1/rate), microseconds
+//	ARGV[2]  burst
+//	ARGV[3]  longest wait for the turn, microseconds
+//	ARGV[4]  extra key lifetime past the state it holds, milliseconds
+//	ARGV[5]  how close the turn must be to reserve the slot now, microseconds
+//	ARGV[6]  longest wait for the slot, microseconds
+//
+// It returns the turn's reservation as reserveScript does, then 1 and the
+// slot's reservation, or 0 and three zeros when the slot was not tried.
+var reserveLowScript = redis.NewScript(reserveLua + `
 local emission = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
 local ttl_margin = tonumber(ARGV[4])
-
-local time = redis.call("TIME")
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-
--- During a pause, schedule as if it were already the end of the pause.
-local earliest = now
-local reason = ""
-local pause = redis.call("HMGET", KEYS[2], "until_us", "reason")
-local pause_until = tonumber(pause[1])
-if pause_until and pause_until > now then
-  earliest = pause_until
-  reason = pause[2] or ""
+local turn = reserve(KEYS[1], KEYS[3], emission, burst, tonumber(ARGV[3]), ttl_margin, now)
+if turn[1] == 0 or turn[2] > tonumber(ARGV[5]) then
+  return {turn[1], turn[2], turn[3], turn[4], 0, 0, 0, 0}
 end
-
-local tat = tonumber(redis.call("GET", KEYS[1]))
-if not tat or tat < earliest then
-  tat = earliest
-end
-local new_tat = tat + emission
-
--- The burst lets a slot start up to (burst-1) intervals before its TAT, but
--- never before now or before the end of the pause.
-local slot = new_tat - burst * emission
-if slot < earliest then
-  slot = earliest
-end
-local wait = slot - now
-if wait > max_wait then
-  return {0, wait, reason, slot}
-end
-
-local ttl = math.ceil((new_tat - now) / 1000) + ttl_margin
-redis.call("SET", KEYS[1], string.format("%.0f", new_tat), "PX", ttl)
-return {1, wait, reason, slot}
+local slot = reserve(KEYS[2], KEYS[3], emission, burst, tonumber(ARGV[6]), ttl_margin, now)
+return {turn[1], turn[2], turn[3], turn[4], 1, slot[1], slot[2], slot[4]}
 `)
 
 // pauseScript starts or extends the pause. It never shortens a pause: when

@@ -42,27 +42,33 @@ func isLowPriority(ctx context.Context) bool {
 }
 
 // awaitTurn takes the next turn of the low-priority callers and sleeps until
-// it is half the headroom away. It returns the errors of Wait when the turn is
-// further away than the maximum wait or the deadline of ctx.
-func (l *Limiter) awaitTurn(ctx context.Context) error {
+// it is half the headroom away. When the turn is that close already, the same
+// Redis round trip reserves the request slot too, with slotHorizon as the
+// longest wait for it, and awaitTurn returns that reservation; otherwise it
+// returns nil and Wait reserves the slot after the sleep. It returns the errors
+// of Wait when the turn is further away than the maximum wait or the deadline
+// of ctx.
+func (l *Limiter) awaitTurn(ctx context.Context, slotHorizon time.Duration) (*reservation, error) {
 	budget := l.maxWait
 	if deadline, ok := ctx.Deadline(); ok {
 		budget = min(budget, time.Until(deadline))
 	}
 
-	res, err := l.reserveIn(ctx, l.laneKey, budget)
+	turn, slot, err := l.reserveLow(ctx, budget, slotHorizon)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return ctxErr
+			return nil, ctxErr
 		}
-		return err
+		return nil, err
 	}
-	if !res.reserved {
-		return l.notReservedError(ctx, res, l.maxWait)
+	if !turn.reserved {
+		return nil, l.notReservedError(ctx, turn, l.maxWait)
 	}
-
-	if early := res.wait - l.headroom/2; early > 0 {
-		return l.sleep(ctx, early)
+	if slot != nil {
+		return slot, nil
 	}
-	return nil
+	if early := turn.wait - l.headroom/2; early > 0 {
+		return nil, l.sleep(ctx, early)
+	}
+	return nil, nil
 }

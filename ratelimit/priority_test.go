@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestLowPriorityLeavesHeadroom keeps 40 callers waiting at 20 requests per second, a
@@ -119,5 +121,67 @@ func TestLowPriorityMaxWait(t *testing.T) {
 	var delayErr *DelayError
 	if err := l.Wait(ctx); !errors.As(err, &delayErr) || delayErr.Reason != ReasonRateLimit {
 		t.Errorf("Wait for the turn 2 s away returned %v, want a *DelayError for the rate limit", err)
+	}
+}
+
+// countingHook counts the commands a client sends, pipelines included, and keeps the
+// names of the last ones.
+type countingHook struct {
+	n     atomic.Int64
+	mu    sync.Mutex
+	names []string
+}
+
+func (h *countingHook) note(cmd redis.Cmder) {
+	h.n.Add(1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.names = append(h.names, cmd.Name())
+}
+
+func (h *countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.note(cmd)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			h.note(cmd)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestLowPriorityOneRoundTripWithRoomToSpare checks that a low-priority caller of a
+// limiter with room to spare takes its turn and its request slot in one Redis round
+// trip. A throughput run without a rate limit pays that round trip for every request.
+func TestLowPriorityOneRoundTripWithRoomToSpare(t *testing.T) {
+	r := newTestRedis(t)
+	rdb := r.client(t)
+	hook := &countingHook{}
+	rdb.AddHook(hook)
+	l, err := New(rdb, testOdinURL, Limit{Rate: 10000, Burst: 1}, WithKeyPrefix(r.keyPrefix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := LowPriority(t.Context())
+	if err := l.Wait(ctx); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	const calls = 20
+	before := hook.n.Load()
+	for range calls {
+		time.Sleep(time.Millisecond) // past the 100 µs slot of the previous call
+		if err := l.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := hook.n.Load() - before; got != calls {
+		t.Errorf("%d low-priority waits sent %d Redis commands, want %d: one round trip each; commands: %v", calls, got, calls, hook.names)
 	}
 }
