@@ -212,9 +212,9 @@ func (c *Client) responseError(r *request, resp *response, token string) error {
 
 // send waits for the limiter, then sends one HTTP request with the per-request timeout
 // and reads the whole response. token may be empty (login). With checked, the check that
-// BeforeSend put in ctx runs between the wait and the request; login and token refresh
-// requests skip it, because they serve every caller. It reports the exchange to the
-// observer. A non-2xx status is not an error here.
+// BeforeSend put in ctx runs between the wait and the request. Login and token refresh
+// pass false, because they serve every caller. send reports the exchange to the observer.
+// A non-2xx status is not an error here.
 func (c *Client) send(ctx context.Context, r *request, body []byte, token string, checked bool) (*response, error) {
 	var waited time.Duration
 	if c.limiter != nil {

@@ -365,6 +365,7 @@ func (l *Limiter) reserveLow(ctx context.Context, budget, slotHorizon time.Durat
 	if err != nil {
 		return reservation{}, nil, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: %w", err)
 	}
+
 	if len(values) != 8 {
 		return reservation{}, nil, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: unexpected reply %v", values)
 	}
@@ -381,6 +382,7 @@ func (l *Limiter) reserveLow(ctx context.Context, budget, slotHorizon time.Durat
 	if !ok || !isString {
 		return reservation{}, nil, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: unexpected reply %v", values)
 	}
+
 	turn = reservation{
 		reserved:    ints[0] == 1,
 		wait:        time.Duration(ints[1]) * time.Microsecond,

@@ -44,10 +44,10 @@ func isLowPriority(ctx context.Context) bool {
 // awaitTurn takes the next turn of the low-priority callers and sleeps until
 // it is half the headroom away. When the turn is that close already, the same
 // Redis round trip reserves the request slot too, with slotHorizon as the
-// longest wait for it, and awaitTurn returns that reservation; otherwise it
-// returns nil and Wait reserves the slot after the sleep. It returns the errors
-// of Wait when the turn is further away than the maximum wait or the deadline
-// of ctx.
+// longest wait for it, and awaitTurn returns that reservation. Otherwise it
+// returns nil, and Wait reserves the slot after the sleep. It returns the
+// errors of Wait when the turn is further away than the maximum wait or the
+// deadline of ctx.
 func (l *Limiter) awaitTurn(ctx context.Context, slotHorizon time.Duration) (*reservation, error) {
 	budget := l.maxWait
 	if deadline, ok := ctx.Deadline(); ok {

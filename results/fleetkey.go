@@ -29,9 +29,9 @@ func sealingOf(s Sealer) (current string, readable []string) {
 // SealingMismatchError is returned by CheckSealing when this process could not read the
 // values the other workers on the same Redis write, or they could not read its values.
 type SealingMismatchError struct {
-	// Fleet is what the other workers seal with: a key ID or "plaintext".
+	// Fleet is the sealing of the other workers: a key ID or "plaintext".
 	Fleet string
-	// Own is what this process seals with.
+	// Own is the sealing of this process.
 	Own string
 	// RedisKey holds Fleet.
 	RedisKey string
@@ -53,8 +53,8 @@ func (e *SealingMismatchError) Error() string {
 
 // CheckSealing compares what this store seals new values with against what the other
 // workers on the same Redis seal with, and records it for the next worker. A worker with
-// another results key would write values that nobody with the fleet's key can read, and
-// could not read the values the fleet wrote ahead, so it must not start. A key rotation
+// another results key would write values that the fleet's key cannot open, and could not
+// read the values the fleet wrote ahead, so it must not start. A key rotation
 // passes: a worker whose RESULTS_KEY_PREVIOUS holds the fleet's key records its new key.
 // It returns a *SealingMismatchError on a mismatch.
 func (s *Store) CheckSealing(ctx context.Context) error {

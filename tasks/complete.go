@@ -19,17 +19,23 @@ import (
 // Summary is the body of a completion callback and of the completion audit line. It
 // never contains a secret.
 type Summary struct {
-	JobID             string    `json:"jobId"`
-	State             string    `json:"state"`
-	Type              string    `json:"type"`
-	ServiceProviderID string    `json:"serviceProviderId"`
-	GroupID           string    `json:"groupId"`
-	Total             int       `json:"total"`
-	Applied           int       `json:"applied"`
-	Failed            int       `json:"failed"`
-	RequestedBy       string    `json:"requestedBy,omitempty"`
-	CreatedAt         time.Time `json:"createdAt"`
-	CompletedAt       time.Time `json:"completedAt"`
+	JobID             string `json:"jobId"`
+	State             string `json:"state"`
+	Type              string `json:"type"`
+	ServiceProviderID string `json:"serviceProviderId"`
+	GroupID           string `json:"groupId"`
+	Total             int    `json:"total"`
+	Applied           int    `json:"applied"`
+	Failed            int    `json:"failed"`
+	// Devices is the device step of a SIP job, "rebuild" or "reset". DeviceTotal and
+	// DeviceDone count its phones found and finished. Jobs without a device step omit all
+	// three.
+	Devices     string    `json:"devices,omitempty"`
+	DeviceTotal int       `json:"deviceTotal,omitempty"`
+	DeviceDone  int       `json:"deviceDone,omitempty"`
+	RequestedBy string    `json:"requestedBy,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	CompletedAt time.Time `json:"completedAt"`
 }
 
 // SummaryOf returns the summary of a job.
@@ -38,6 +44,7 @@ func SummaryOf(job results.Job) Summary {
 		JobID: job.ID, State: string(job.State), Type: string(job.Type),
 		ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID,
 		Total: job.Total, Applied: job.Applied, Failed: job.Failed,
+		Devices: string(job.Devices), DeviceTotal: job.DeviceTotal, DeviceDone: job.DeviceDone,
 		RequestedBy: job.RequestedBy, CreatedAt: job.CreatedAt, CompletedAt: job.CompletedAt,
 	}
 }
@@ -67,6 +74,7 @@ func (h *Handlers) HandleComplete(ctx context.Context, t *asynq.Task) error {
 		Str("audit", "job_completed").Str("state", summary.State).Str("type", summary.Type).
 		Str("service_provider", summary.ServiceProviderID).Str("group", summary.GroupID).
 		Int("total", summary.Total).Int("applied", summary.Applied).Int("failed", summary.Failed).
+		Str("devices", summary.Devices).Int("device_total", summary.DeviceTotal).Int("device_done", summary.DeviceDone).
 		Str("requested_by", summary.RequestedBy).
 		Dur("duration_ms", job.CompletedAt.Sub(job.CreatedAt)).
 		Msg("job completed")

@@ -96,7 +96,7 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		if job, err = h.Store.Job(ctx, p.JobID); err != nil {
 			return err
 		}
-		if strings.HasPrefix(job.Reason, fanOutTroublePrefix) {
+		if strings.HasPrefix(job.Reason, fanOutWaitPrefix) {
 			// The chunk got its values: Odin answers again.
 			if err := h.Store.SetReason(ctx, p.JobID, ""); err != nil {
 				return err
@@ -215,7 +215,7 @@ func (h *Handlers) generate(ctx context.Context, jobID string, t results.Credent
 			zerolog.Ctx(ctx).Warn().Err(err).Int("failures_in_a_row", faults).Dur("retry_in_ms", delay).
 				Msg("Odin generator call failed; retrying with a smaller batch")
 			if faults == 1 {
-				h.noteFanOutTrouble(ctx, jobID, err)
+				h.noteFanOutWait(ctx, jobID, err)
 			}
 			if err := sleep(ctx, delay); err != nil {
 				return values, err

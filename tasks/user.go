@@ -361,20 +361,20 @@ func (h *Handlers) odinFailure(ctx context.Context, jobID string, err error) err
 	if wait := h.waitFor(ctx, jobID, err); wait != nil {
 		return wait
 	}
-	h.noteFanOutTrouble(ctx, jobID, err)
+	h.noteFanOutWait(ctx, jobID, err)
 	return err
 }
 
-// fanOutTroublePrefix starts the job reason that a failing Odin call of the fan-out sets.
-const fanOutTroublePrefix = "fan-out waits: "
+// fanOutWaitPrefix starts the job reason that a failing Odin call of the fan-out sets.
+const fanOutWaitPrefix = "fan-out waits: "
 
-// noteFanOutTrouble sets the job's reason after an Odin call of the fan-out failed, so
+// noteFanOutWait sets the job's reason after an Odin call of the fan-out failed, so
 // 'enqueue status' shows why no user is being reset while the call is retried.
-func (h *Handlers) noteFanOutTrouble(ctx context.Context, jobID string, err error) {
+func (h *Handlers) noteFanOutWait(ctx context.Context, jobID string, err error) {
 	if jobID == "" || ctx.Err() != nil {
 		return
 	}
-	reason := fanOutTroublePrefix + odinReason(err) + "; retrying"
+	reason := fanOutWaitPrefix + odinReason(err) + "; retrying"
 	if serr := h.Store.SetReason(ctx, jobID, reason); serr != nil {
 		zerolog.Ctx(ctx).Error().Err(serr).Msg("could not record the waiting reason")
 	}
