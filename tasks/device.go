@@ -99,7 +99,7 @@ func NewDeviceStepTask(p DeviceStepPayload, queue string) (*asynq.Task, error) {
 	}
 	return asynq.NewTask(TypeDeviceStep, payload,
 		asynq.TaskID(DeviceStepTaskID(p.JobID, p.DeviceName)), asynq.Queue(queue),
-		asynq.MaxRetry(UserMaxRetry), asynq.Timeout(DeviceTimeout)), nil
+		asynq.MaxRetry(UserMaxRetry+spareRetry), asynq.Timeout(DeviceTimeout)), nil
 }
 
 func (p DeviceStepPayload) validate() error {
@@ -214,8 +214,7 @@ func (h *Handlers) lookUpDevice(ctx context.Context, p UserResetPayload) error {
 		return nil
 	}
 
-	retried, maxRetry := retryCount(ctx)
-	lastAttempt := retried >= maxRetry
+	_, lastAttempt := attempt(ctx)
 	deviceName, outcome := "", ""
 	detail, err := h.Odin.UserDetail(ctx, p.UserID)
 	switch {
@@ -437,8 +436,7 @@ func (h *Handlers) callDevice(ctx context.Context, job results.Job, dev results.
 // permanent error or the last attempt's error becomes the device's "failed: ..." outcome.
 func (h *Handlers) deviceCallFailed(ctx context.Context, job results.Job, dev results.DeviceRecord, call string, err error) (results.DeviceRecord, error) {
 	log := zerolog.Ctx(ctx)
-	retried, maxRetry := retryCount(ctx)
-	lastAttempt := retried >= maxRetry
+	_, lastAttempt := attempt(ctx)
 
 	var reason string
 	switch {

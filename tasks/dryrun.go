@@ -35,8 +35,7 @@ func (h *Handlers) checkUser(ctx context.Context, p UserResetPayload, rec result
 	if wait := h.waitFor(ctx, p.JobID, err); wait != nil {
 		return wait
 	}
-	retriedNow, maxRetry := retryCount(ctx)
-	if retriedNow >= maxRetry {
+	if _, last := attempt(ctx); last {
 		return h.failAttempts(ctx, p, rec, "check failed: "+odinReason(err), 0, err)
 	}
 	zerolog.Ctx(ctx).Warn().Err(err).Msg("dry-run check failed; will retry")

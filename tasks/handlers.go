@@ -134,3 +134,11 @@ func retryCount(ctx context.Context) (retried, maxRetry int) {
 	maxRetry, _ = asynq.GetMaxRetry(ctx)
 	return retried, maxRetry
 }
+
+// attempt returns how many attempts of the task failed before this one, and whether
+// this is the handlers' last attempt: the one before asynq's spare attempt (see
+// spareRetry). A failure on it is recorded; a wait on it runs it again.
+func attempt(ctx context.Context) (retried int, last bool) {
+	retried, maxRetry := retryCount(ctx)
+	return retried, retried >= maxRetry-spareRetry
+}

@@ -15,14 +15,15 @@ import (
 // HandleError is the asynq.Config.ErrorHandler of the worker. When a reset:user task is
 // about to be archived while its user is still pending, it records the user as failed so
 // the job still completes. That happens when the handler could not record the failure
-// itself, for example because Redis was briefly unreachable.
+// itself on its last attempt, for example because Redis was briefly unreachable, and
+// asynq's spare attempt failed too. asynq archives a task whose last attempt returns any
+// error, a *WaitError included.
 func (h *Handlers) HandleError(ctx context.Context, t *asynq.Task, err error) {
 	if t.Type() != TypeUserReset || errors.Is(err, asynq.RevokeTask) {
 		return
 	}
-	var wait *WaitError
 	retried, maxRetry := retryCount(ctx)
-	archiving := errors.Is(err, asynq.SkipRetry) || (retried >= maxRetry && !errors.As(err, &wait))
+	archiving := errors.Is(err, asynq.SkipRetry) || retried >= maxRetry
 	if !archiving {
 		return
 	}

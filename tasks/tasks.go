@@ -281,6 +281,11 @@ const (
 	// with RetryDelay's cap of five minutes 20 retries cover more than an hour of Odin
 	// trouble.
 	UserMaxRetry = 20
+	// spareRetry is one attempt asynq grants beyond the budget the handlers count.
+	// asynq archives a task whose last attempt returns any error, a *WaitError included,
+	// which would leave its user pending. A wait spends no attempt, so with the spare the
+	// handlers' last attempt can wait for a pause or a rate limit and run again.
+	spareRetry = 1
 	// BulkMaxRetry is the retry budget of reset:bulk; each retry resumes at the cursor.
 	BulkMaxRetry = 25
 	// UserTimeout bounds one reset:user attempt: up to five Odin requests (SIP user name,
@@ -336,7 +341,7 @@ func NewUserResetTask(p UserResetPayload, queue string) (*asynq.Task, error) {
 	}
 	return asynq.NewTask(TypeUserReset, payload,
 		asynq.TaskID(UserTaskID(p.JobID, p.UserID)), asynq.Queue(queue),
-		asynq.MaxRetry(UserMaxRetry), asynq.Timeout(UserTimeout)), nil
+		asynq.MaxRetry(UserMaxRetry+spareRetry), asynq.Timeout(UserTimeout)), nil
 }
 
 func (p UserResetPayload) validate() error {

@@ -55,11 +55,10 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 		return h.fail(ctx, p, rec, "no new value was written for this user before its task ran; submit the user again")
 	}
 
-	retried, maxRetry := retryCount(ctx)
+	retried, lastAttempt := attempt(ctx)
 	attempts := retried + 1
-	lastAttempt := retried >= maxRetry
 
-	rec, err = h.apply(odin.BeforeSend(ctx, h.recheckJob(p.JobID)), p, rec, lastAttempt)
+	rec, err = h.apply(odin.BeforeSend(ctx, h.recheckJob(p.JobID)), p, rec, retried)
 	if errors.Is(err, errJobCancelled) {
 		log.Info().Msg("job cancelled while the task waited for an Odin request slot; user not reset")
 		return asynq.RevokeTask
@@ -72,7 +71,11 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 		return h.settleApplied(ctx, p, rec, attempts)
 	}
 
+	var possiblySet *possiblySetError
 	switch {
+	case errors.As(err, &possiblySet):
+		log.Warn().Err(err).Int("attempts", attempts).Msg("Odin rejected the resend of a value an earlier attempt may have set; recorded as failed with the value kept")
+		return h.failAttempts(ctx, p, rec, possiblySet.Error(), attempts, err)
 	case odin.IsPermanent(err) && !odin.IsAuthFailure(err):
 		log.Warn().Err(err).Msg("Odin rejected the user; recorded as failed")
 		return h.failAttempts(ctx, p, rec, odinReason(err), attempts, err)
@@ -152,26 +155,19 @@ func (h *Handlers) recheckJob(jobID string) odin.BeforeSendFunc {
 
 // apply sends the record's value to Odin. On a password-rule rejection of a value that
 // was never regenerated, it generates one fresh value, writes it to the record first,
-// and sends that. On the last attempt it waits out rate-limit delays in place, because
-// asynq archives a task whose last attempt returns any error.
-func (h *Handlers) apply(ctx context.Context, p UserResetPayload, rec results.UserRecord, lastAttempt bool) (results.UserRecord, error) {
+// and sends that. retried is the number of failed attempts before this one: after one,
+// the value is never replaced (see possiblySetError).
+func (h *Handlers) apply(ctx context.Context, p UserResetPayload, rec results.UserRecord, retried int) (results.UserRecord, error) {
 	for {
 		err := h.set(ctx, p, rec.Secret)
 		if err == nil {
 			return rec, nil
 		}
-
-		if lastAttempt {
-			var wait *WaitError
-			if errors.As(h.waitFor(ctx, p.JobID, err), &wait) {
-				if err := sleep(ctx, wait.Delay); err != nil {
-					return rec, err
-				}
-				continue
-			}
-		}
 		if !odin.IsRuleRejection(err) || rec.Regenerated {
 			return rec, err
+		}
+		if retried > 0 {
+			return rec, &possiblySetError{err: err}
 		}
 
 		zerolog.Ctx(ctx).Info().Err(err).Msg("Odin rejected the value by a password rule; generating one fresh value")
@@ -186,6 +182,19 @@ func (h *Handlers) apply(ctx context.Context, p UserResetPayload, rec results.Us
 		rec = next
 	}
 }
+
+// possiblySetError is a password-rule rejection of a value that an earlier attempt may
+// have sent: that attempt ended without a definitive answer (a timeout, a 5xx, a crash).
+// If Odin set the value then, the resend is rejected by the history rules, which forbid
+// reusing the current password. Replacing the value would then lose the one Odin holds,
+// so the user is recorded as failed with the value kept and marked unconfirmed.
+type possiblySetError struct{ err error }
+
+func (e *possiblySetError) Error() string {
+	return "Odin rejected a resend of the new value (" + odinReason(e.err) + "), and an earlier attempt whose answer was lost may have set it: the value is kept; check whether the user's credential is this value"
+}
+
+func (e *possiblySetError) Unwrap() error { return e.err }
 
 // set performs the Odin calls that set one credential.
 func (h *Handlers) set(ctx context.Context, p UserResetPayload, secret string) error {
@@ -236,9 +245,9 @@ func (h *Handlers) fail(ctx context.Context, p UserResetPayload, rec results.Use
 // failAttempts records the user as failed and returns cause marked as permanent, so asynq
 // archives the task instead of retrying it.
 func (h *Handlers) failAttempts(ctx context.Context, p UserResetPayload, rec results.UserRecord, reason string, attempts int, cause error) error {
-	if attempts > 0 && !odin.IsPermanent(cause) {
-		// Without a definitive response from Odin, one of the attempts may have set the
-		// value, so the export shows it next to the error.
+	if rec.Secret != "" && (attempts > 1 || (attempts == 1 && !odin.IsPermanent(cause))) {
+		// An attempt without a definitive answer from Odin, this one or an earlier one,
+		// may have set the value, so the export shows it next to the error.
 		rec.Unconfirmed = true
 	}
 	completed, err := h.Store.MarkFailed(ctx, p.JobID, rec, reason, attempts)
@@ -343,6 +352,12 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 
 	if after, ok := odin.RetryAfter(err); ok && after > 0 {
 		reason := "Odin asked to slow down: " + odinReason(err)
+		if after > MaxFleetPause {
+			// A proxy's error page may ask for hours or days. The fleet tries again after
+			// MaxFleetPause instead: if Odin still refuses, the next answer pauses it again.
+			log.Warn().Dur("retry_after_ms", after).Dur("pause_ms", MaxFleetPause).Msg("Odin's Retry-After is longer than the longest fleet pause; pausing for that instead")
+			after = MaxFleetPause
+		}
 		log.Warn().Dur("retry_after_ms", after).Msg("Odin asked to retry later; pausing every worker's Odin calls")
 		if h.Pauser != nil {
 			if perr := h.Pauser.Pause(ctx, after, reason); perr != nil {
@@ -364,6 +379,11 @@ func (h *Handlers) odinFailure(ctx context.Context, jobID string, err error) err
 	h.noteFanOutWait(ctx, jobID, err)
 	return err
 }
+
+// MaxFleetPause is the longest pause of the fleet after a Retry-After from Odin. A
+// longer Retry-After, such as a day from a proxy's maintenance page, would otherwise stop
+// every worker for that long, with no request to find out that Odin is back.
+const MaxFleetPause = 15 * time.Minute
 
 // fanOutWaitPrefix starts the job reason that a failing Odin call of the fan-out sets.
 const fanOutWaitPrefix = "fan-out waits: "
