@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"math"
 	"strings"
 	"time"
@@ -105,7 +106,7 @@ func New(rdb redis.UniversalClient, key string, limit Limit, opts ...Option) (*L
 	if rdb == nil {
 		return nil, errors.New("ratelimit: the Redis client is nil")
 	}
-	key = strings.TrimRight(key, "/")
+	key = normalizeKey(key)
 	if key == "" {
 		return nil, errors.New("ratelimit: missing key: pass the Odin base URL")
 	}
@@ -345,6 +346,26 @@ type reservation struct {
 // reserve takes the next request slot if it is at most budget away.
 func (l *Limiter) reserve(ctx context.Context, budget time.Duration) (reservation, error) {
 	return l.reserveIn(ctx, l.gcraKey, budget)
+}
+
+// normalizeKey returns the limiter key for key. An absolute http or https URL is
+// normalised, so workers that spell the same Odin differently (ODIN.example.com,
+// odin.example.com:443/api/v2/) share one limit: the scheme and host are lower-cased, a
+// default port and trailing slashes are dropped. Any other key is only trimmed of
+// surrounding spaces and trailing slashes.
+func normalizeKey(key string) string {
+	key = strings.TrimRight(strings.TrimSpace(key), "/")
+	u, err := url.Parse(key)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return key // url.Parse lower-cases the scheme
+	}
+	u.Host = strings.ToLower(u.Host)
+	if port := u.Port(); (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
+		u.Host = strings.TrimSuffix(u.Host, ":"+port)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = strings.TrimRight(u.RawPath, "/")
+	return u.String()
 }
 
 // reserveLow takes the next low-priority turn if it is at most budget away,

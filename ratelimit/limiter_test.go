@@ -475,3 +475,38 @@ func TestWaitLateWakeQueuesAgain(t *testing.T) {
 		})
 	}
 }
+
+// TestSpellingsOfOneOdinShareALimit builds limiters for spellings of one Odin base URL:
+// they must share their Redis keys, or each spelling would get the whole rate.
+func TestSpellingsOfOneOdinShareALimit(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	defer rdb.Close()
+	limit := Limit{Rate: 5, Burst: 1}
+	base, err := New(rdb, "https://odin.example.com/api/v2", limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, spelling := range []string{
+		"https://odin.example.com/api/v2/",
+		"HTTPS://ODIN.example.com/api/v2",
+		"https://odin.example.com:443/api/v2",
+		" https://odin.example.com/api/v2 ",
+	} {
+		l, err := New(rdb, spelling, limit)
+		if err != nil {
+			t.Fatalf("New(%q): %v", spelling, err)
+		}
+		if l.gcraKey != base.gcraKey || l.pauseKey != base.pauseKey || l.laneKey != base.laneKey {
+			t.Errorf("New(%q) uses %s, want %s as for https://odin.example.com/api/v2", spelling, l.gcraKey, base.gcraKey)
+		}
+	}
+	for _, other := range []string{"https://odin.example.com:8443/api/v2", "http://odin.example.com/api/v2", "https://odin.example.com/api/v3"} {
+		l, err := New(rdb, other, limit)
+		if err != nil {
+			t.Fatalf("New(%q): %v", other, err)
+		}
+		if l.gcraKey == base.gcraKey {
+			t.Errorf("New(%q) shares the key of https://odin.example.com/api/v2, want its own", other)
+		}
+	}
+}
