@@ -192,7 +192,7 @@ func newAPIError(method, path string, status int, header http.Header, body []byt
 		Method:     method,
 		Path:       path,
 		StatusCode: status,
-		Message:    redact(errorMessage(body), secrets),
+		Message:    errorMessage(body, withJSONForms(secrets)),
 	}
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 		apiErr.RetryAfter = parseRetryAfter(header.Get("Retry-After"), now)
@@ -205,27 +205,52 @@ func newAPIError(method, path string, status int, header http.Header, body []byt
 
 // errorMessage extracts Odin's message from an error body: `error` (or `message`) plus
 // `details` from the usual JSON shape {"error": "...", "status": N, "details": ...}, else
-// a plain-text excerpt of the body.
-func errorMessage(body []byte) string {
+// a plain-text excerpt of the body. Each secret is replaced with "[redacted]" before the
+// text is cut to length, so a cut cannot leave part of a secret behind, and again after
+// white space is collapsed.
+func errorMessage(body []byte, secrets []string) string {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
 		return ""
+	}
+	clean := func(s string, max int) string {
+		return truncateRunes(redact(collapseSpace(redact(s, secrets)), secrets), max)
 	}
 	if body[0] == '{' {
 		var fields map[string]json.RawMessage
 		if json.Unmarshal(body, &fields) == nil {
 			if msg := jsonErrorMessage(fields); msg != "" {
-				return truncateRunes(collapseSpace(msg), maxMessageRunes)
+				return clean(msg, maxMessageRunes)
 			}
 		}
 	}
 	if body[0] == '"' {
 		var s string
 		if json.Unmarshal(body, &s) == nil {
-			return truncateRunes(collapseSpace(s), maxExcerptRunes)
+			return clean(s, maxExcerptRunes)
 		}
 	}
-	return truncateRunes(collapseSpace(stripTags(string(body))), maxExcerptRunes)
+	return clean(stripTags(redact(string(body), secrets)), maxExcerptRunes)
+}
+
+// withJSONForms returns secrets and, for each secret that JSON writes differently (with
+// quotes, backslashes, or <, > and & escaped), its escaped form too, since a raw JSON
+// body may echo a secret in that form.
+func withJSONForms(secrets []string) []string {
+	all := secrets
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		b, err := json.Marshal(s)
+		if err != nil {
+			continue
+		}
+		if escaped := string(b[1 : len(b)-1]); escaped != s {
+			all = append(all, escaped)
+		}
+	}
+	return all
 }
 
 // jsonErrorMessage joins the message and details fields of a JSON error object.

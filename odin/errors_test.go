@@ -2,6 +2,7 @@ package odin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -236,7 +237,7 @@ func TestErrorMessage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := errorMessage([]byte(tt.body)); got != tt.want {
+			if got := errorMessage([]byte(tt.body), nil); got != tt.want {
 				t.Errorf("errorMessage = %q, want %q", got, tt.want)
 			}
 		})
@@ -537,4 +538,40 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusMovedPermanently {
 		t.Errorf("error = %v, want a 301 *APIError", err)
 	}
+}
+
+// TestErrorMessageRedactsBeforeCutting puts the secret where the message is cut to
+// length: no part of it may survive, whether Odin echoes it plainly or JSON-escaped.
+func TestErrorMessageRedactsBeforeCutting(t *testing.T) {
+	const secret = `8H]}3yQ"k<Lp&2zR`
+	escaped, _ := json.Marshal(secret)
+	// Each prefix puts the secret across the point where the text is cut to length.
+	prefix := strings.Repeat("x", maxMessageRunes-25)
+	tests := []struct {
+		name string
+		body string
+	}{
+		{name: "JSON message", body: `{"error":` + string(mustJSON(t, prefix+" newPassword="+secret)) + `}`},
+		{name: "plain text", body: strings.Repeat("y", maxExcerptRunes-25) + " newPassword=" + secret},
+		{name: "JSON-escaped in HTML", body: "<html><body>" + strings.Repeat("z", maxExcerptRunes-15) + " " + string(escaped[1:len(escaped)-1]) + "</body></html>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := errorMessage([]byte(tt.body), withJSONForms([]string{secret}))
+			for _, part := range []string{"8H]}3yQ", "3yQ", "k<Lp", "Lp&2zR"} {
+				if strings.Contains(got, part) {
+					t.Errorf("message %q holds %q, a part of the secret", got[max(0, len(got)-60):], part)
+				}
+			}
+		})
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
