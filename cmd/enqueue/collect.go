@@ -2,8 +2,52 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/odinreset/odinreset/results"
+	"github.com/odinreset/odinreset/tasks"
 )
+
+// tasksInFlight returns the IDs of the job's tasks that asynq still holds in a state
+// other than completed or archived: its fan-out task in any such state, and its per-user
+// and device tasks that a worker is running. A cancelled job's waiting per-user tasks are
+// not listed: cancel removed them, and a worker revokes any it missed without calling Odin.
+func tasksInFlight(inspector *asynq.Inspector, job results.Job) ([]string, error) {
+	queue, err := tasks.QueueFor(job.Priority)
+	if err != nil {
+		queue = tasks.QueueDefault
+	}
+	var busy []string
+	info, err := inspector.GetTaskInfo(queue, job.ID)
+	switch {
+	case errors.Is(err, asynq.ErrQueueNotFound):
+		return nil, nil // nothing ever ran in the job's queue
+	case errors.Is(err, asynq.ErrTaskNotFound):
+		// The fan-out finished and was not kept; per-user tasks may still run.
+	case err != nil:
+		return nil, err
+	case info.State != asynq.TaskStateCompleted && info.State != asynq.TaskStateArchived:
+		busy = append(busy, job.ID+" ("+info.State.String()+")")
+	}
+	for page := 1; ; page++ {
+		active, err := inspector.ListActiveTasks(queue, asynq.Page(page), asynq.PageSize(500))
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range active {
+			if strings.HasPrefix(t.ID, job.ID+"/") || strings.HasPrefix(t.ID, job.ID+"#") {
+				busy = append(busy, t.ID+" (active)")
+			}
+		}
+		if len(active) < 500 {
+			return busy, nil
+		}
+	}
+}
 
 // cmdResults prints a job's rows (the new values and the errors) and optionally deletes
 // the record afterwards.
@@ -48,6 +92,16 @@ func (a *app) cmdResults(ctx context.Context, args []string) error {
 	if *del && !job.State.Finished() {
 		return usageErrorf("job %s is %s: --delete removes only a finished job's record, because the workers still write to it; wait for it, or cancel it first with: enqueue cancel %s",
 			jobID, job.State, jobID)
+	}
+	if *del {
+		busy, err := tasksInFlight(c.inspector, job)
+		if err != nil {
+			return c.wrap(fmt.Errorf("check for tasks of job %s still on the workers: %w", jobID, err))
+		}
+		if len(busy) > 0 {
+			return usageErrorf("job %s is %s, but %d of its tasks are still on the workers (%s): a reset in flight may still be applied, and a fan-out that runs again would start the job anew without its record; run this again once they are gone (\"enqueue status %s\" shows the final counts)",
+				jobID, job.State, len(busy), strings.Join(busy[:min(3, len(busy))], ", "), jobID)
+		}
 	}
 	if err := a.writeResults(ctx, store, jobID, *format, *out); err != nil {
 		return c.wrap(fmt.Errorf("read the results of job %s: %w", jobID, err))

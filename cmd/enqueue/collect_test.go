@@ -9,8 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/odinreset/odinreset/internal/testredis"
 	"github.com/odinreset/odinreset/results"
+	"github.com/odinreset/odinreset/tasks"
 )
 
 func TestResultsGolden(t *testing.T) {
@@ -222,4 +225,38 @@ func TestWriteFileAtomicKeepsOldFileOnError(t *testing.T) {
 	if len(entries) != 1 {
 		t.Errorf("directory holds %d entries, want the temporary file removed", len(entries))
 	}
+}
+
+// TestResultsDeleteWaitsForTasks: a cancelled job whose fan-out task asynq still holds
+// must keep its record, because that fan-out, run again, would create a new record and
+// reset every user.
+func TestResultsDeleteWaitsForTasks(t *testing.T) {
+	t.Parallel()
+	rd := testredis.New(t)
+	seedJob(t, rd, results.Plaintext{}, "job-cancelled", false)
+	store := results.NewStore(rd.Client)
+	if _, err := store.Cancel(context.Background(), "job-cancelled"); err != nil {
+		t.Fatal(err)
+	}
+	client := asynq.NewClientFromRedisClient(rd.Client)
+	if _, err := client.Enqueue(asynq.NewTask(tasks.TypeBulkReset, []byte(`{}`)),
+		asynq.TaskID("job-cancelled"), asynq.Queue(tasks.QueueDefault)); err != nil {
+		t.Fatal(err)
+	}
+
+	refused := runCLI(t, invocation{}, "results", "job-cancelled", "--delete", "--redis-url", rd.URL)
+	if refused.code != exitUsage {
+		t.Fatalf("--delete while the fan-out task waits: %s", refused)
+	}
+	requireStderr(t, refused, "1 of its tasks are still on the workers", "job-cancelled (pending)", "run this again once they are gone")
+	if _, err := store.Job(context.Background(), "job-cancelled"); err != nil {
+		t.Errorf("the record is gone after a refused --delete: %v", err)
+	}
+
+	inspector := asynq.NewInspectorFromRedisClient(rd.Client)
+	if err := inspector.DeleteTask(tasks.QueueDefault, "job-cancelled"); err != nil {
+		t.Fatal(err)
+	}
+	deleted := runCLI(t, invocation{}, "results", "job-cancelled", "--delete", "--redis-url", rd.URL)
+	requireStderr(t, deleted, "deleted the record of job job-cancelled")
 }
