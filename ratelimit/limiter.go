@@ -6,8 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"math"
+	"net/url"
 	"strings"
 	"time"
 
