@@ -52,7 +52,10 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		users := p.Users
 		if p.AllUsers {
 			users, err = h.groupUserIDs(ctx, p)
-			if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) {
+			if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) && !finalRefusal(ctx) {
+				log.Warn().Err(err).Msg("Odin refused to list the group's users; trying again before cancelling the job")
+				return h.odinFailure(ctx, p.JobID, err)
+			} else if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) {
 				// The group cannot be listed (unknown group, no permission). End the job as
 				// cancelled with the reason instead of retrying for hours, so a script does
 				// not take it for an empty success.
@@ -127,6 +130,10 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 	}
 	if len(needValue) > 0 {
 		values, genErr := h.generate(ctx, p.JobID, p.Type, p.ServiceProviderID, p.GroupID, len(needValue))
+		if genErr != nil && odin.IsPermanent(genErr) && !odin.IsAuthFailure(genErr) && !finalRefusal(ctx) {
+			zerolog.Ctx(ctx).Warn().Err(genErr).Msg("Odin refused to generate values; trying again before failing the remaining users")
+			return h.odinFailure(ctx, p.JobID, genErr)
+		}
 		if genErr != nil && odin.IsPermanent(genErr) && !odin.IsAuthFailure(genErr) {
 			// Odin will not generate values for this group (unknown group, no permission):
 			// no user of the job can be reset, so record that for each of them.
@@ -174,6 +181,19 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 		})
 	}
 	return g.Wait()
+}
+
+// refusalAttempts is the fan-out attempt from which a permanent error (a 4xx) of Odin's
+// generator or group listing fails the job's remaining users or cancels the job. Earlier
+// attempts are retried with backoff: a proxy or load balancer in front of Odin may answer
+// 403 or 404 for a few seconds, and failing every remaining user cannot be undone.
+const refusalAttempts = 3
+
+// finalRefusal reports whether a permanent refusal in this fan-out attempt is final,
+// because refusalAttempts-1 attempts before it failed.
+func finalRefusal(ctx context.Context) bool {
+	retried, _ := retryCount(ctx)
+	return retried >= refusalAttempts-1
 }
 
 // enqueueParallelism is how many reset:user tasks the fan-out enqueues at once.

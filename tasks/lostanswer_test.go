@@ -327,3 +327,68 @@ func TestLongRetryAfterPausesAtMostMaxFleetPause(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRefusedGeneratorKeepsWrittenAheadUsers: the generator answers two calls with one
+// value each (the first is discarded, since three were asked for), fails transiently
+// until the fan-out gives up for now, then refuses for good. The user whose value was
+// written ahead must still be reset, the other two recorded as failed, and the job must
+// complete rather than wait for the sweeper.
+func TestRefusedGeneratorKeepsWrittenAheadUsers(t *testing.T) {
+	t.Parallel()
+	var (
+		mu   sync.Mutex
+		gens int
+	)
+	f := newScriptedOdin(func(w http.ResponseWriter, n int, value string) { fmt.Fprint(w, `{}`) })
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v2/password/generate", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		gens++
+		n := gens
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case n <= 2: // one value per call, whatever the limit
+			fmt.Fprintf(w, `{"passwords":["Value-%d-Abc!xyz"]}`, n)
+		case n <= 8: // more failures in a row than generate retries in place
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprint(w, `{"error":"Internal server error","status":500}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"error":"Group not found","status":404}`)
+		}
+	})
+	mux.Handle("/", f)
+	ts := httptest.NewServer(mux)
+	defer ts.Close()
+	queue, store, _ := quickPipeline(t, ts.URL+"/api/v2", time.Second)
+
+	users := []string{"u1@example.com", "u2@example.com", "u3@example.com"}
+	if _, err := tasks.Submit(t.Context(), queue, store, tasks.BulkResetPayload{
+		JobID: "refused", Type: results.Web, ServiceProviderID: "sp1", GroupID: "grp1", Users: users,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	job := waitFinished(t, store, "refused", 30*time.Second)
+
+	if job.State != results.JobCompleted || job.Applied != 1 || job.Failed != 2 {
+		t.Errorf("job %s with %d applied and %d failed, want completed with 1 applied and 2 failed", job.State, job.Applied, job.Failed)
+	}
+	first, err := store.User(t.Context(), "refused", "u1@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.State != results.UserApplied {
+		t.Errorf("u1, whose value was written ahead, is %s (%s), want applied", first.State, first.Reason)
+	}
+	last, err := store.User(t.Context(), "refused", "u3@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(last.Reason, "cannot generate new values") {
+		t.Errorf("u3 reason %q, want the generator's refusal", last.Reason)
+	}
+	if job.Reason != "" {
+		t.Errorf("job reason %q after it completed, want none: the users' reasons say why", job.Reason)
+	}
+}

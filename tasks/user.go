@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -285,11 +286,19 @@ func (h *Handlers) onCompleted(ctx context.Context, jobID string) error {
 
 // failRemaining records every pending user of the job from the fan-out cursor on as
 // failed with reason, because Odin permanently refuses to produce values for the group.
+// A pending user that already has a value, written ahead before the generator began to
+// refuse, gets its reset:user task instead: the value may be set like any other.
 func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue, reason string) error {
 	zerolog.Ctx(ctx).Error().Str("reason", reason).Msg("recording every remaining user as failed")
 	job, err := h.Store.Job(ctx, p.JobID)
 	if err != nil {
 		return err
+	}
+	if strings.HasPrefix(job.Reason, fanOutWaitPrefix) {
+		// The fan-out no longer waits: the users' reasons say why they failed.
+		if err := h.Store.SetReason(ctx, p.JobID, ""); err != nil {
+			return err
+		}
 	}
 	completed := false
 	for start := job.Cursor; start < job.Total; start += 500 {
@@ -302,7 +311,13 @@ func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue,
 			return err
 		}
 		for _, rec := range recs {
-			if rec.State != results.UserPending || rec.Secret != "" {
+			if rec.State != results.UserPending {
+				continue
+			}
+			if rec.Secret != "" {
+				if err := h.enqueueUser(ctx, p, queue, rec.UserID); err != nil {
+					return err
+				}
 				continue
 			}
 			done, err := h.Store.MarkFailed(ctx, p.JobID, rec, reason, 0)
@@ -320,6 +335,22 @@ func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue,
 	}
 	if p.Type == results.SIP {
 		return h.checkDeviceFollowup(ctx, p.JobID)
+	}
+	return nil
+}
+
+// enqueueUser enqueues the reset:user task of one user of the job. A TaskID conflict
+// means the task is queued already.
+func (h *Handlers) enqueueUser(ctx context.Context, p BulkResetPayload, queue, userID string) error {
+	task, err := NewUserResetTask(UserResetPayload{
+		JobID: p.JobID, UserID: userID, Type: p.Type,
+		ServiceProviderID: p.ServiceProviderID, GroupID: p.GroupID,
+	}, queue)
+	if err != nil {
+		return err
+	}
+	if _, err := h.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue reset of user %q: %w", userID, err)
 	}
 	return nil
 }
