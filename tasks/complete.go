@@ -49,9 +49,9 @@ func SummaryOf(job results.Job) Summary {
 	}
 }
 
-// HandleComplete runs once per completed job: it writes the completion audit line and,
-// when the job asked for one, posts the summary to its callback URL. A failed callback
-// is retried by asynq.
+// HandleComplete runs once per finished job, completed or cancelled: it writes the
+// audit line and, when the job asked for one, posts the summary to its callback URL. A
+// failed callback is retried by asynq; the audit line and the metrics count the job once.
 func (h *Handlers) HandleComplete(ctx context.Context, t *asynq.Task) error {
 	var p CompletePayload
 	if err := decodeStrict(t.Payload(), &p); err != nil {
@@ -70,6 +70,14 @@ func (h *Handlers) HandleComplete(ctx context.Context, t *asynq.Task) error {
 	}
 
 	summary := SummaryOf(job)
+	audit, err := h.Store.AuditFields(ctx, job.ID)
+	if err != nil {
+		return err
+	}
+	if audit["completion_logged_at"] != "" {
+		// A retry of a callback that failed: the job was logged and counted already.
+		return h.postCallbackIfAny(ctx, job, summary)
+	}
 	zerolog.Ctx(ctx).Info().
 		Str("audit", "job_completed").Str("state", summary.State).Str("type", summary.Type).
 		Str("service_provider", summary.ServiceProviderID).Str("group", summary.GroupID).
@@ -77,7 +85,7 @@ func (h *Handlers) HandleComplete(ctx context.Context, t *asynq.Task) error {
 		Str("devices", summary.Devices).Int("device_total", summary.DeviceTotal).Int("device_done", summary.DeviceDone).
 		Str("requested_by", summary.RequestedBy).
 		Dur("duration_ms", job.CompletedAt.Sub(job.CreatedAt)).
-		Msg("job completed")
+		Msg("job finished")
 	if h.Observer != nil {
 		h.Observer.JobFinished(job)
 	}
@@ -85,6 +93,10 @@ func (h *Handlers) HandleComplete(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 
+	return h.postCallbackIfAny(ctx, job, summary)
+}
+
+func (h *Handlers) postCallbackIfAny(ctx context.Context, job results.Job, summary Summary) error {
 	if job.CallbackURL == "" {
 		return nil
 	}

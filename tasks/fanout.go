@@ -64,7 +64,7 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 				if _, err := h.Store.Abort(ctx, p.JobID, reason); err != nil {
 					return err
 				}
-				return nil
+				return h.enqueueComplete(ctx, p.JobID, queue)
 			} else if err != nil {
 				return h.odinFailure(ctx, p.JobID, err)
 			}

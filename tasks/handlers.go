@@ -32,7 +32,7 @@ type Enqueuer interface {
 type Observer interface {
 	// UserSettled is called once per user outcome: state is applied or failed.
 	UserSettled(credential results.CredentialType, state results.UserState)
-	// JobFinished is called when a job completes.
+	// JobFinished is called once when a job completes or is cancelled.
 	JobFinished(job results.Job)
 }
 

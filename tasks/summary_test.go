@@ -2,11 +2,17 @@ package tasks_test
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/odinreset/odinreset/internal/testredis"
 	"github.com/odinreset/odinreset/results"
 	"github.com/odinreset/odinreset/tasks"
 )
@@ -53,5 +59,67 @@ func TestSummaryJSON(t *testing.T) {
 				t.Errorf("callback body (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// countingObserver counts JobFinished calls.
+type countingObserver struct{ finished int }
+
+func (o *countingObserver) UserSettled(results.CredentialType, results.UserState) {}
+func (o *countingObserver) JobFinished(results.Job)                               { o.finished++ }
+
+// TestCompleteCancelledJobOnce runs reset:complete of a cancelled job twice, the first
+// time against a callback receiver that fails: the receiver must get the summary with
+// state "cancelled", and the job must be counted once.
+func TestCompleteCancelledJobOnce(t *testing.T) {
+	t.Parallel()
+	rd := testredis.New(t)
+	store := results.NewStore(rd.Client)
+	var (
+		mu     sync.Mutex
+		bodies []string
+		fail   = true
+	)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		bodies = append(bodies, string(b))
+		if fail {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	}))
+	defer receiver.Close()
+	ctx := t.Context()
+	if _, _, err := store.CreateJob(ctx, results.Job{ID: "job-c", Type: results.Web, ServiceProviderID: "sp1", GroupID: "grp1",
+		CallbackURL: receiver.URL, TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Cancel(ctx, "job-c"); err != nil {
+		t.Fatal(err)
+	}
+	observer := &countingObserver{}
+	h := &tasks.Handlers{Store: store, Observer: observer}
+	task, err := tasks.NewCompleteTask("job-c", tasks.QueueDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := h.HandleComplete(ctx, task); err == nil {
+		t.Fatal("HandleComplete = nil with a failing receiver, want an error so asynq retries")
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	if err := h.HandleComplete(ctx, task); err != nil {
+		t.Fatalf("HandleComplete on retry: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bodies) != 2 || !strings.Contains(bodies[1], `"state":"cancelled"`) {
+		t.Errorf("receiver got %q, want two posts of the summary with state cancelled", bodies)
+	}
+	if observer.finished != 1 {
+		t.Errorf("JobFinished called %d times, want 1 across the retry", observer.finished)
 	}
 }

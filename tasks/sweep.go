@@ -145,8 +145,17 @@ func (s *Sweeper) SweepJob(ctx context.Context, job results.Job) (int, error) {
 		if gone {
 			if !job.UsersLoaded && !job.AllUsers {
 				// The user list lived only in the lost task: nothing can resume it.
-				_, err := s.Store.Abort(ctx, job.ID, "cancelled by the sweeper: the fan-out task was lost before it stored the user list; submit the job again")
-				return repaired, err
+				if _, err := s.Store.Abort(ctx, job.ID, "cancelled by the sweeper: the fan-out task was lost before it stored the user list; submit the job again"); err != nil {
+					return repaired, err
+				}
+				task, err := NewCompleteTask(job.ID, queue)
+				if err != nil {
+					return repaired, err
+				}
+				if _, err := s.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+					return repaired, err
+				}
+				return repaired, nil
 			}
 			task, err := NewResumeTask(job, queue)
 			if err != nil {

@@ -73,6 +73,21 @@ func (a *app) cmdCancel(ctx context.Context, args []string) error {
 	}
 
 	removed, cleanupErr := a.removeQueuedTasks(ctx, c.inspector, store, job)
+	if before.State != results.JobCancelled {
+		// The workers write the audit line and post the job's completion callback, with
+		// state "cancelled", so a system waiting for it hears that the job ended.
+		queue, qerr := tasks.QueueFor(job.Priority)
+		if qerr != nil {
+			queue = tasks.QueueDefault
+		}
+		task, err := tasks.NewCompleteTask(jobID, queue)
+		if err == nil {
+			_, err = c.client.EnqueueContext(ctx, task)
+		}
+		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			fmt.Fprintf(a.stderr, "enqueue: warning: the job is cancelled, but its completion (audit line and callback) could not be queued: %s\n", c.scrub(err.Error()))
+		}
+	}
 	if cleanupErr != nil {
 		fmt.Fprintf(a.stderr, "enqueue: warning: removing the job's queued tasks stopped after %d: %s; the workers skip the rest because the job is cancelled\n",
 			removed, c.scrub(cleanupErr.Error()))

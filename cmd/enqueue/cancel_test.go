@@ -60,8 +60,13 @@ func TestCancelRemovesQueuedTasks(t *testing.T) {
 	requireStderr(t, got, "a reset already in flight may still be applied")
 
 	pending, scheduled, _ := queueSizes(t, rd, tasks.QueueDefault)
-	if pending != 1 || scheduled != 0 {
-		t.Errorf("queue holds %d pending and %d scheduled tasks, want only the applied user's task", pending, scheduled)
+	if pending != 2 || scheduled != 0 {
+		t.Errorf("queue holds %d pending and %d scheduled tasks, want the applied user's task and the job's completion", pending, scheduled)
+	}
+	inspector := asynq.NewInspector(rd.Opt)
+	defer inspector.Close()
+	if _, err := inspector.GetTaskInfo(tasks.QueueDefault, tasks.CompleteTaskID("job-running")); err != nil {
+		t.Errorf("the completion task of the cancelled job: %v, want it queued for the callback", err)
 	}
 	store := results.NewStore(rd.Client)
 	job, err := store.Job(context.Background(), "job-running")
