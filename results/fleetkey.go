@@ -35,10 +35,20 @@ type SealingMismatchError struct {
 	Own string
 	// RedisKey holds Fleet.
 	RedisKey string
+	// reader is set for a client that only reads values, such as enqueue.
+	reader bool
 }
 
 func (e *SealingMismatchError) Error() string {
 	var b strings.Builder
+	if e.reader {
+		if e.Own == plaintextSealing {
+			fmt.Fprintf(&b, "the workers on this Redis encrypt new values with results key %s, and no results key is set here: set RESULTS_KEY or RESULTS_KEY_FILE to the workers' key", e.Fleet)
+		} else {
+			fmt.Fprintf(&b, "the workers on this Redis seal new values with %s, and the results key set here (%s) cannot open them: set RESULTS_KEY or RESULTS_KEY_FILE to the workers' key, or add theirs in RESULTS_KEY_PREVIOUS", describeSealing(e.Fleet), e.Own)
+		}
+		return b.String()
+	}
 	switch {
 	case e.Own == plaintextSealing:
 		fmt.Fprintf(&b, "the other workers on this Redis encrypt new values with results key %s, and this worker has no RESULTS_KEY: set RESULTS_KEY (or RESULTS_KEY_FILE) to the same key", e.Fleet)
@@ -49,6 +59,35 @@ func (e *SealingMismatchError) Error() string {
 	}
 	fmt.Fprintf(&b, ". If every worker moves to this worker's setting on purpose, delete the Redis key %s first", e.RedisKey)
 	return b.String()
+}
+
+// VerifySealing reports, without recording anything, whether this store can open the
+// values the workers on the same Redis seal: nil when it can or when no worker recorded
+// its sealing yet, a *SealingMismatchError when it cannot. A client that reads results,
+// such as enqueue, calls it before it submits a job whose results it will print.
+func (s *Store) VerifySealing(ctx context.Context) error {
+	own, readable := sealingOf(s.sealer)
+	if own == "" {
+		return nil
+	}
+	key := s.prefix + "sealing"
+	fleet, err := s.rdb.Get(ctx, key).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read the fleet's results key from Redis: %w", err)
+	case slices.Contains(readable, fleet):
+		return nil
+	}
+	return &SealingMismatchError{Fleet: fleet, Own: own, RedisKey: key, reader: true}
+}
+
+func describeSealing(name string) string {
+	if name == plaintextSealing {
+		return "no key (INSECURE_PLAINTEXT_RESULTS)"
+	}
+	return "results key " + name
 }
 
 // CheckSealing compares what this store seals new values with against what the other

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -79,6 +80,18 @@ func (a *app) cmdSubmit(ctx context.Context, args []string) error {
 	}
 	defer c.close()
 
+	if o.wait {
+		// With a key the workers' values cannot be opened with, --wait would reset the
+		// users and then fail to print their new values.
+		err := a.secretStore(c, sealer).VerifySealing(ctx)
+		var mismatch *results.SealingMismatchError
+		if errors.As(err, &mismatch) {
+			return usageErrorf("nothing was submitted: %s", err)
+		}
+		if err != nil {
+			return c.wrap(err)
+		}
+	}
 	result, err := tasks.Submit(ctx, c.client, a.metaStore(c), sub.payload, sub.options...)
 	if err != nil {
 		return c.wrap(err)

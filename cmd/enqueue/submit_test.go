@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -284,5 +285,30 @@ func TestSubmitRejectsBadInput(t *testing.T) {
 			}
 			requireEmptyRedis(t, rd)
 		})
+	}
+}
+
+// TestSubmitWaitWithAnotherKey: the workers on the Redis seal with one key and enqueue
+// has another. submit --wait must refuse before it submits, because it could not print
+// the new values of the users it would reset.
+func TestSubmitWaitWithAnotherKey(t *testing.T) {
+	t.Parallel()
+	rd := testredis.New(t)
+	workersKey, _ := testKey(t, 1)
+	if err := results.NewStore(rd.Client, results.WithSealer(results.NewKeyring(workersKey))).CheckSealing(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, otherKey := testKey(t, 2)
+
+	got := runCLI(t, invocation{env: map[string]string{"RESULTS_KEY": otherKey}}, "--redis-url", rd.URL,
+		"--service-provider", "sp1", "--group", "grp1", "--type", "web", "--user", "u@x", "--job-id", "wrong-key", "--wait")
+	if got.code != exitUsage {
+		t.Fatalf("submit --wait with another key: %s", got)
+	}
+	requireStderr(t, got, "nothing was submitted", "results key "+workersKey.ID(), "RESULTS_KEY_PREVIOUS")
+	inspector := asynq.NewInspector(rd.Opt)
+	defer inspector.Close()
+	if _, err := inspector.GetTaskInfo(tasks.QueueDefault, "wrong-key"); !errors.Is(err, asynq.ErrQueueNotFound) && !errors.Is(err, asynq.ErrTaskNotFound) {
+		t.Errorf("the job's task: %v, want none queued", err)
 	}
 }
