@@ -37,4 +37,14 @@ func TestSubmitDryRunWait(t *testing.T) {
 	if n := env.Sim.Stats().Requests["PUT /users/authentication"]; n != 0 {
 		t.Errorf("dry run sent %d PUT requests", n)
 	}
+	requireStderr(t, got, "submitted dry run dry1", "changes nothing on Odin", "dry run dry1 completed: 1 ok, 1 failed the checks")
+
+	status := runCLI(t, invocation{}, "status", "dry1", "--redis-url", env.Redis.URL)
+	if !strings.Contains(status.stdout, "dry run: nothing is changed on Odin") {
+		t.Errorf("status does not say it is a dry run:\n%s", status.stdout)
+	}
+	list := runCLI(t, invocation{}, "list", "--redis-url", env.Redis.URL)
+	if !strings.Contains(list.stdout, "sip (dry run)") {
+		t.Errorf("list does not mark the dry run:\n%s", list.stdout)
+	}
 }

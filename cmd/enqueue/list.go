@@ -68,8 +68,12 @@ func (a *app) cmdList(ctx context.Context, args []string) error {
 		if !job.UsersLoaded {
 			total = "-"
 		}
+		typ := string(job.Type)
+		if job.DryRun {
+			typ += " (dry run)"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n",
-			job.ID, job.State, job.Type, job.ServiceProviderID, job.GroupID,
+			job.ID, job.State, typ, job.ServiceProviderID, job.GroupID,
 			job.Applied, job.Failed, job.Pending(), total, formatTime(job.CreatedAt))
 	}
 	return tw.Flush()

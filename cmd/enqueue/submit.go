@@ -140,6 +140,14 @@ func (o *submitOptions) flags(stdout io.Writer) *flagSet {
 	return fs
 }
 
+// plural returns "1 user" or "n users".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 // reportSubmission writes to standard error what was submitted and how to follow it.
 func (a *app) reportSubmission(sub submission, result tasks.Submission, waiting bool) {
 	p := sub.payload
@@ -148,7 +156,7 @@ func (a *app) reportSubmission(sub submission, result tasks.Submission, waiting 
 		fmt.Fprintf(a.stderr, "enqueue: job %s was submitted before (state %s, %d applied, %d failed of %d): nothing new was enqueued and no user is reset twice\n",
 			p.JobID, job.State, job.Applied, job.Failed, job.Total)
 	} else {
-		users := fmt.Sprintf("%d users", len(p.Users))
+		users := plural(len(p.Users), "user", "users")
 		if p.AllUsers {
 			users = "all users"
 		}
@@ -156,12 +164,23 @@ func (a *app) reportSubmission(sub submission, result tasks.Submission, waiting 
 		if !sub.startAt.IsZero() {
 			when = ", starting at " + sub.startAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(a.stderr, "enqueue: submitted job %s: %s credential of %s in service provider %s, group %s, priority %s%s\n",
-			p.JobID, p.Type, users, p.ServiceProviderID, p.GroupID, p.Priority, when)
+		what := "submitted job"
+		if p.DryRun {
+			what = "submitted dry run"
+		}
+		fmt.Fprintf(a.stderr, "enqueue: %s %s: %s credential of %s in service provider %s, group %s, priority %s%s\n",
+			what, p.JobID, p.Type, users, p.ServiceProviderID, p.GroupID, p.Priority, when)
+		if p.DryRun {
+			fmt.Fprintf(a.stderr, "enqueue: a dry run changes nothing on Odin: \"applied\" users passed the checks, the results say \"ok\" or the reason\n")
+		}
 	}
 	if !waiting {
 		fmt.Fprintf(a.stderr, "enqueue: follow it with: enqueue status %s --watch\n", p.JobID)
-		fmt.Fprintf(a.stderr, "enqueue: collect the new values with: enqueue results %s --out %s.json\n", p.JobID, p.JobID)
+		if p.DryRun {
+			fmt.Fprintf(a.stderr, "enqueue: collect the checks with: enqueue results %s --out %s.json\n", p.JobID, p.JobID)
+		} else {
+			fmt.Fprintf(a.stderr, "enqueue: collect the new values with: enqueue results %s --out %s.json\n", p.JobID, p.JobID)
+		}
 	}
 }
 
@@ -172,8 +191,13 @@ func (a *app) reportOutcome(job results.Job, out string) error {
 	if out != "" {
 		where = "; results written to " + out
 	}
-	fmt.Fprintf(a.stderr, "enqueue: job %s %s: %d applied, %d failed, %d not reset of %d%s\n",
-		job.ID, job.State, job.Applied, job.Failed, job.Pending(), job.Total, where)
+	if job.DryRun {
+		fmt.Fprintf(a.stderr, "enqueue: dry run %s %s: %d ok, %d failed the checks, %d not checked of %d; nothing was changed on Odin%s\n",
+			job.ID, job.State, job.Applied, job.Failed, job.Pending(), job.Total, where)
+	} else {
+		fmt.Fprintf(a.stderr, "enqueue: job %s %s: %d applied, %d failed, %d not reset of %d%s\n",
+			job.ID, job.State, job.Applied, job.Failed, job.Pending(), job.Total, where)
+	}
 	if allApplied(job) {
 		return nil
 	}

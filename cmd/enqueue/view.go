@@ -21,6 +21,9 @@ type jobView struct {
 	ServiceProviderID string `json:"serviceProviderId"`
 	GroupID           string `json:"groupId"`
 	AllUsers          bool   `json:"allUsers"`
+	// DryRun is true for a job that only checks its users and changes nothing on Odin;
+	// its "applied" users passed the checks.
+	DryRun bool `json:"dryRun"`
 	// UsersLoaded is false, and Total 0, until the worker has stored the user list.
 	UsersLoaded bool `json:"usersLoaded"`
 	Total       int  `json:"total"`
@@ -82,7 +85,7 @@ func newJobView(job results.Job, audit map[string]string, now time.Time) jobView
 	prog := jobProgress(job, now)
 	v := jobView{
 		JobID: job.ID, State: string(job.State), Reason: job.Reason, Type: string(job.Type),
-		ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID, AllUsers: job.AllUsers,
+		ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID, AllUsers: job.AllUsers, DryRun: job.DryRun,
 		UsersLoaded: job.UsersLoaded, Total: job.Total, Applied: job.Applied, Failed: job.Failed,
 		Pending: job.Pending(), Enqueued: job.Cursor,
 		Devices: string(job.Devices), DeviceTotal: job.DeviceTotal, DeviceDone: job.DeviceDone,
@@ -137,7 +140,11 @@ func printStatus(w io.Writer, job results.Job, audit map[string]string, now time
 	if job.Reason != "" {
 		line("reason", "%s", job.Reason)
 	}
-	line("type", "%s", job.Type)
+	if job.DryRun {
+		line("type", "%s, dry run: nothing is changed on Odin; applied means the checks passed", job.Type)
+	} else {
+		line("type", "%s", job.Type)
+	}
 	line("group", "%s (service provider %s)", job.GroupID, job.ServiceProviderID)
 	line("users", "%s", describeUsers(job))
 	if job.Devices != results.DevicesNone {
@@ -198,8 +205,13 @@ func progressLine(job results.Job, now time.Time, startAt time.Time) string {
 		b.WriteString(", loading users")
 	default:
 		prog := jobProgress(job, now)
-		fmt.Fprintf(&b, ", %d of %d done (%d applied, %d failed), %.1f users/s",
-			prog.settled, job.Total, job.Applied, job.Failed, prog.perSecond)
+		if job.DryRun {
+			fmt.Fprintf(&b, ", %d of %d checked (%d ok, %d failed), %.1f users/s",
+				prog.settled, job.Total, job.Applied, job.Failed, prog.perSecond)
+		} else {
+			fmt.Fprintf(&b, ", %d of %d done (%d applied, %d failed), %.1f users/s",
+				prog.settled, job.Total, job.Applied, job.Failed, prog.perSecond)
+		}
 		if prog.etaKnown {
 			fmt.Fprintf(&b, ", ETA %s", formatDuration(prog.eta))
 		}
