@@ -630,3 +630,21 @@ func TestClientStringHidesCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginNotFoundNamesTheBaseURL: a base URL without its /api/v2 part makes the login
+// answer 404. The error must point at the base URL, not at the credentials.
+func TestLoginNotFoundNamesTheBaseURL(t *testing.T) {
+	f := newFakeOdin(t)
+	f.setLoginHandler(respondJSON(http.StatusNotFound, map[string]any{"error": "Not found: /auth/token", "status": 404}))
+	c := f.newClient()
+
+	err := c.SetWebPassword(context.Background(), "u1@example.com", "Pw-123456789")
+
+	var login *LoginError
+	if !errors.As(err, &login) || !login.WrongURL() {
+		t.Fatalf("error = %v, want a *LoginError with WrongURL", err)
+	}
+	if !strings.Contains(err.Error(), "no login endpoint at this base URL") || !strings.Contains(err.Error(), "/api/v2") {
+		t.Errorf("error %q does not point at the base URL", err)
+	}
+}

@@ -103,7 +103,20 @@ func (e *LoginError) Error() string {
 	if errors.Is(e.Err, ErrPasswordChangeRequired) {
 		b.WriteString(": " + ErrPasswordChangeRequired.Error())
 	}
+	if e.WrongURL() {
+		b.WriteString(": " + wrongURLHint)
+	}
 	return b.String()
+}
+
+// wrongURLHint explains a login that found no login endpoint.
+const wrongURLHint = "there is no login endpoint at this base URL; check that it is Odin's API root, like https://odin.example.com/api/v2"
+
+// WrongURL reports whether the login failed because the base URL has no login endpoint
+// (404 or 405), as when the URL lacks its /api/v2 part, rather than because Odin
+// rejected the credentials.
+func (e *LoginError) WrongURL() bool {
+	return e.StatusCode == http.StatusNotFound || e.StatusCode == http.StatusMethodNotAllowed
 }
 
 // Unwrap returns Err and the *APIError of the login response, so that both

@@ -55,7 +55,7 @@ func (e *SealingMismatchError) Error() string {
 	case e.Fleet == plaintextSealing:
 		fmt.Fprintf(&b, "the other workers on this Redis store new values unencrypted (INSECURE_PLAINTEXT_RESULTS), and this worker encrypts them with results key %s and cannot read theirs: run every worker with the same setting", e.Own)
 	default:
-		fmt.Fprintf(&b, "this worker encrypts new values with results key %s (RESULTS_KEY), but the other workers on this Redis use key %s, which this worker cannot read: give every worker the same RESULTS_KEY. To rotate keys, set the new key as RESULTS_KEY and the old one as RESULTS_KEY_PREVIOUS", e.Own, e.Fleet)
+		fmt.Fprintf(&b, "this worker encrypts new values with results key %s (from RESULTS_KEY or RESULTS_KEY_FILE), but the other workers on this Redis use key %s, which this worker cannot read: give every worker the same RESULTS_KEY. To rotate keys, set the new key as RESULTS_KEY and the old one as RESULTS_KEY_PREVIOUS", e.Own, e.Fleet)
 	}
 	fmt.Fprintf(&b, ". If every worker moves to this worker's setting on purpose, delete the Redis key %s first", e.RedisKey)
 	return b.String()

@@ -178,6 +178,10 @@ func (kr *Keyring) Open(jobID, userID, sealed string) (string, error) {
 	return string(plain), nil
 }
 
+// CurrentID returns the ID of the key that seals new values: the first 8 hex digits of
+// the key's SHA-256, which identifies the key without revealing it.
+func (kr *Keyring) CurrentID() string { return kr.current.id }
+
 func (kr *Keyring) ids() []string {
 	ids := []string{kr.current.id}
 	for id := range kr.byID {

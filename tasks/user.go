@@ -368,6 +368,10 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 
 	if odin.IsAuthFailure(err) {
 		reason := "Odin login failed: " + odinReason(err)
+		var login *odin.LoginError
+		if errors.As(err, &login) && login.WrongURL() {
+			reason += "; there is no login endpoint at ODIN_BASE_URL: check that it is Odin's API root, like https://odin.example.com/api/v2"
+		}
 		cooldown := h.loginCooldown()
 		log.Error().Err(err).Dur("cooldown_ms", cooldown).Msg("Odin login failed; pausing every worker's Odin calls")
 		if h.Pauser != nil {

@@ -112,7 +112,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 	log.Info().
 		Str("redis", cfg.Redis.Describe()).Str("odin", client.BaseURL()).
 		Float64("rate_limit", cfg.RateLimit).Int("rate_burst", cfg.RateBurst).
-		Int("concurrency", cfg.Concurrency).Msg("worker started")
+		Int("concurrency", cfg.Concurrency).
+		Dur("sweep_interval_ms", cfg.SweepInterval).Dur("stall_after_ms", cfg.StallAfter).
+		Str("results_key", sealingName(sealer)).Msg("worker started")
 
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
@@ -138,6 +140,15 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 	w.Shutdown()
 	log.Info().Msg("worker stopped")
 	return err
+}
+
+// sealingName names what the worker seals new values with, for its start-up line: the
+// results key's ID (never the key), or "none" when it stores them unencrypted.
+func sealingName(sealer results.Sealer) string {
+	if kr, ok := sealer.(*results.Keyring); ok {
+		return "key ID " + kr.CurrentID()
+	}
+	return "none"
 }
 
 // readyTimeout is how long /readyz waits for Redis to answer a PING.
