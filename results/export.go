@@ -54,10 +54,12 @@ func RowFor(job Job, rec UserRecord) Row {
 		}
 	default:
 		row.Error = pendingReason(job)
-		// A finished job's pending user may have been sent its value before the job
-		// stopped, so the value is shown. While the job runs the value is not shown: a
-		// consumer that reads newPassword must never get a value that was not set.
-		if job.State.Finished() && rec.Secret != "" {
+		// A finished job's pending user whose attempt began before the job stopped may
+		// have been sent its value, so the value is shown with that warning. A user whose
+		// attempt never began was never sent anything, and while the job runs no value
+		// is shown: a consumer that reads newPassword must never get a value not set.
+		if job.State.Finished() && rec.Secret != "" && rec.MaybeSent {
+			row.Error = pendingReason(job) + "; the value shown was sent to Odin without confirmation and may be set"
 			row.setSecret(job.Type, rec.Secret)
 		}
 	}
@@ -74,7 +76,7 @@ func (r *Row) setSecret(t CredentialType, secret string) {
 
 func pendingReason(job Job) string {
 	if job.State == JobCancelled {
-		return "not reset: the job was cancelled; if a value is shown, it was sent to Odin without confirmation and may be set"
+		return "not reset: the job was cancelled"
 	}
 	return "not reset yet: the job is " + string(job.State)
 }

@@ -86,8 +86,9 @@ func TestWriteJSONRows(t *testing.T) {
 			want: []map[string]string{
 				{"userId": "u1", "newPassword": "s-u1"},
 				{"userId": "u2", "error": "rejected by rule"},
-				{"userId": "u3", "newPassword": "s-u3", "error": "not reset: the job was cancelled; if a value is shown, it was sent to Odin without confirmation and may be set"},
-				{"userId": "u4", "error": "not reset: the job was cancelled; if a value is shown, it was sent to Odin without confirmation and may be set"},
+				{"userId": "u3", "newPassword": "s-u3", "error": "not reset: the job was cancelled; the value shown was sent to Odin without confirmation and may be set"},
+				{"userId": "u4", "error": "not reset: the job was cancelled"},
+				{"userId": "u5", "error": "not reset: the job was cancelled"},
 			},
 		},
 	}
@@ -95,11 +96,24 @@ func TestWriteJSONRows(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s, _ := newStore(t)
-			startJob(t, s, "job-1", tt.typ, []string{"u1", "u2", "u3", "u4"})
-			writeAhead(t, s, "job-1", secretsFor([]string{"u1", "u3"}, "s"))
+			users := []string{"u1", "u2", "u3", "u4"}
+			if tt.cancel {
+				users = append(users, "u5")
+			}
+			startJob(t, s, "job-1", tt.typ, users)
+			written := []string{"u1", "u3"}
+			if tt.cancel {
+				written = append(written, "u5")
+			}
+			writeAhead(t, s, "job-1", secretsFor(written, "s"))
 			applyUser(t, s, "job-1", "u1")
 			failUser(t, s, "job-1", "u2", "rejected by rule")
 			if tt.cancel {
+				// u3's attempt began before the cancel, so its value may be on Odin; u5
+				// has a value, but its attempt never began, so it was never sent.
+				if _, _, err := s.BeginAttempt(t.Context(), "job-1", "u3"); err != nil {
+					t.Fatalf("BeginAttempt: %v", err)
+				}
 				if _, err := s.Cancel(t.Context(), "job-1"); err != nil {
 					t.Fatalf("Cancel: %v", err)
 				}
@@ -176,7 +190,12 @@ func TestWriteJSONLargeJob(t *testing.T) {
 	users := userIDs(1203)
 	startJob(t, s, "job-1", results.Web, users)
 	writeAhead(t, s, "job-1", secretsFor(users, "pw"))
-	// A cancelled job's pending users show the value written ahead for them.
+	// A cancelled job's pending users whose attempt began show their value.
+	for _, u := range users {
+		if _, _, err := s.BeginAttempt(t.Context(), "job-1", u); err != nil {
+			t.Fatalf("BeginAttempt(%s): %v", u, err)
+		}
+	}
 	if _, err := s.Cancel(t.Context(), "job-1"); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}

@@ -37,21 +37,26 @@ type keys struct {
 	users string // hash: user ID -> encoded UserRecord
 	order string // list: user IDs in submission order
 	dev   string // hash: device name -> state of its follow-up step
+	// sending is a hash: user ID -> "1" from the start of an attempt to set the user's
+	// value until the user is settled. A pending user listed here may have had its value
+	// sent to Odin; one not listed never had.
+	sending string
 }
 
 func (s *Store) jobKeys(jobID string) keys {
 	tag := s.prefix + "{" + jobID + "}"
 	return keys{
-		tag:   tag,
-		meta:  tag + ":meta",
-		users: tag + ":users",
-		order: tag + ":order",
-		dev:   tag + ":devices",
+		tag:     tag,
+		meta:    tag + ":meta",
+		users:   tag + ":users",
+		order:   tag + ":order",
+		dev:     tag + ":devices",
+		sending: tag + ":sending",
 	}
 }
 
 // all returns the job's keys in the order the Lua scripts expect them: meta first.
-func (k keys) all() []string { return []string{k.meta, k.users, k.order, k.dev} }
+func (k keys) all() []string { return []string{k.meta, k.users, k.order, k.dev, k.sending} }
 
 // loading returns the list that one LoadUsers call fills before it becomes the order list.
 // Each call has its own token, so overlapping calls never write to the same list.

@@ -80,6 +80,7 @@ if cur ~= ARGV[2] then
   return {0, 0}
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('HINCRBY', KEYS[1], ARGV[4], 1)
 if ARGV[4] == 'applied' and owes_device_lookup() then
   redis.call('HINCRBY', KEYS[1], 'device_lookups', 1)
@@ -93,6 +94,26 @@ if m[4] == 'running' and m[5] == '1' and done >= (tonumber(m[3]) or 0) and devic
 end
 refresh_ttl()
 return {1, completed}
+`)
+
+// scriptBeginAttempt reads a user's record with the job's state, reason and dry-run flag,
+// and, when the job is running for real and the user has a record, lists the user in
+// the sending hash: from now on its value may reach Odin. A sending hash it creates gets
+// the TTL of the job hash. It returns {state or false, reason, dry_run, record or false}.
+//
+// KEYS: keys.all. ARGV[1] user ID.
+var scriptBeginAttempt = redis.NewScript(`
+local m = redis.call('HMGET', KEYS[1], 'state', 'reason', 'dry_run')
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if m[1] == 'running' and m[3] ~= '1' and raw then
+  if redis.call('HSETNX', KEYS[5], ARGV[1], '1') == 1 and redis.call('HLEN', KEYS[5]) == 1 then
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl > 0 then
+      redis.call('PEXPIRE', KEYS[5], ttl)
+    end
+  end
+end
+return {m[1] or false, m[2] or '', m[3] or '', raw}
 `)
 
 // scriptMax raises a numeric field of the job hash to a value and never lowers it. It
@@ -140,16 +161,16 @@ return state
 var scriptStartJob = redis.NewScript(luaRefreshTTL + `
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state or state ~= 'queued' or redis.call('HGET', KEYS[1], 'users_loaded') == '1' then
-  redis.call('DEL', KEYS[5])
+  redis.call('DEL', KEYS[6])
   return state or ''
 end
 local total = tonumber(ARGV[1])
-if redis.call('LLEN', KEYS[5]) ~= total then
-  redis.call('DEL', KEYS[5])
+if redis.call('LLEN', KEYS[6]) ~= total then
+  redis.call('DEL', KEYS[6])
   return 'short'
 end
 if total > 0 then
-  redis.call('RENAME', KEYS[5], KEYS[3])
+  redis.call('RENAME', KEYS[6], KEYS[3])
 else
   redis.call('DEL', KEYS[3])
 end

@@ -233,6 +233,43 @@ func (s *Store) JobState(ctx context.Context, jobID string) (JobState, error) {
 	return JobState(state), nil
 }
 
+// BeginAttempt is UserWithJobStatus for the task that will try to set the user's value:
+// in the same round trip, while the job runs for real, it records that the value may be
+// sent to Odin from now on (UserRecord.MaybeSent), until the user is settled. The export
+// of a finished job shows the value of a pending user only when it may have been sent.
+func (s *Store) BeginAttempt(ctx context.Context, jobID, userID string) (UserRecord, JobStatus, error) {
+	vals, err := scriptBeginAttempt.Run(ctx, s.rdb, s.jobKeys(jobID).all(), userID).Slice()
+	if err != nil {
+		return UserRecord{}, JobStatus{}, fmt.Errorf("read user %q of job %s: %w", userID, jobID, err)
+	}
+	if len(vals) != 4 {
+		return UserRecord{}, JobStatus{}, fmt.Errorf("read user %q of job %s: unexpected reply %v", userID, jobID, vals)
+	}
+	state, _ := vals[0].(string)
+	if state == "" {
+		return UserRecord{}, JobStatus{}, fmt.Errorf("job %s: %w", jobID, ErrNotFound)
+	}
+	reason, _ := vals[1].(string)
+	dryRun, _ := vals[2].(string)
+	status := JobStatus{State: JobState(state), Reason: reason, DryRun: dryRun == "1"}
+	raw, ok := vals[3].(string)
+	if !ok {
+		return UserRecord{}, status, fmt.Errorf("user %q of job %s: %w", userID, jobID, ErrNotFound)
+	}
+	rec, err := s.decodeUser(jobID, userID, raw)
+	rec.MaybeSent = status.State == JobRunning && !status.DryRun
+	return rec, status, err
+}
+
+// EndAttempt removes a pending user from the sending hash after an attempt that sent
+// nothing, such as one stopped because its job was cancelled while it waited.
+func (s *Store) EndAttempt(ctx context.Context, jobID, userID string) error {
+	if err := s.rdb.HDel(ctx, s.jobKeys(jobID).sending, userID).Err(); err != nil {
+		return fmt.Errorf("update user %q of job %s: %w", userID, jobID, err)
+	}
+	return nil
+}
+
 // User returns one user's record, or ErrNotFound.
 func (s *Store) User(ctx context.Context, jobID, userID string) (UserRecord, error) {
 	recs, err := s.Users(ctx, jobID, []string{userID})
@@ -248,10 +285,14 @@ func (s *Store) Users(ctx context.Context, jobID string, userIDs []string) ([]Us
 	if len(userIDs) == 0 {
 		return nil, nil
 	}
-	vals, err := s.rdb.HMGet(ctx, s.jobKeys(jobID).users, userIDs...).Result()
-	if err != nil {
+	k := s.jobKeys(jobID)
+	pipe := s.rdb.Pipeline()
+	usersCmd := pipe.HMGet(ctx, k.users, userIDs...)
+	sendingCmd := pipe.HMGet(ctx, k.sending, userIDs...)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("read users of job %s: %w", jobID, err)
 	}
+	vals, sending := usersCmd.Val(), sendingCmd.Val()
 	recs := make([]UserRecord, len(userIDs))
 	for i, v := range vals {
 		raw, ok := v.(string)
@@ -262,6 +303,7 @@ func (s *Store) Users(ctx context.Context, jobID string, userIDs []string) ([]Us
 		if err != nil {
 			return nil, err
 		}
+		rec.MaybeSent = i < len(sending) && sending[i] != nil
 		recs[i] = rec
 	}
 	return recs, nil
@@ -519,7 +561,7 @@ func (s *Store) ForEachUser(ctx context.Context, jobID string, fn func(UserRecor
 // Delete removes the job's record.
 func (s *Store) Delete(ctx context.Context, jobID string) error {
 	k := s.jobKeys(jobID)
-	n, err := s.rdb.Del(ctx, k.meta, k.users, k.order, k.dev).Result()
+	n, err := s.rdb.Del(ctx, k.meta, k.users, k.order, k.dev, k.sending).Result()
 	if err != nil {
 		return fmt.Errorf("delete job %s: %w", jobID, err)
 	}

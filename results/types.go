@@ -174,6 +174,10 @@ type UserRecord struct {
 	// last attempts failed without a definitive response (timeouts, crashes), so the export
 	// shows the value next to the error.
 	Unconfirmed bool
+	// MaybeSent is true for a pending user whose value an attempt may have sent to Odin:
+	// an attempt began (Store.BeginAttempt) and the user is not settled yet. It is not
+	// part of the stored record, and Users and BeginAttempt fill it.
+	MaybeSent bool
 
 	// raw is the stored form this record was read from, for compare-and-set updates.
 	raw string

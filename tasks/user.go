@@ -30,7 +30,9 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	}
 	p.Type, _ = results.ParseCredentialType(string(p.Type))
 
-	rec, status, err := h.Store.UserWithJobStatus(ctx, p.JobID, p.UserID)
+	// From here the record says that the user's value may reach Odin (MaybeSent), so
+	// the export of a cancelled job can tell such users from those never tried.
+	rec, status, err := h.Store.BeginAttempt(ctx, p.JobID, p.UserID)
 	if errors.Is(err, results.ErrNotFound) {
 		return permanent(fmt.Errorf("no record of user %q in job %s: the record expired or was deleted, so nothing was sent to Odin; submit the user in a new job if it still needs a reset", p.UserID, p.JobID))
 	}
@@ -39,6 +41,12 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	}
 	if err != nil {
 		return err
+	}
+	if rec.State != results.UserPending && rec.MaybeSent {
+		// A settled user: nothing is sent for it. Drop the mark BeginAttempt left.
+		if err := h.Store.EndAttempt(ctx, p.JobID, p.UserID); err != nil {
+			log.Warn().Err(err).Msg("could not clear the attempt mark of a settled user")
+		}
 	}
 	switch {
 	case status.State == results.JobCancelled:
@@ -62,6 +70,12 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	rec, err = h.apply(odin.BeforeSend(ctx, h.recheckJob(p.JobID)), p, rec, retried)
 	if errors.Is(err, errJobCancelled) {
 		log.Info().Msg("job cancelled while the task waited for an Odin request slot; user not reset")
+		if retried == 0 {
+			// No attempt sent this user's value: the export must not show it as maybe set.
+			if err := h.Store.EndAttempt(ctx, p.JobID, p.UserID); err != nil {
+				log.Warn().Err(err).Msg("could not clear the attempt mark of a user never sent")
+			}
+		}
 		return asynq.RevokeTask
 	}
 	if err == nil {

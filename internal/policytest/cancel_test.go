@@ -129,6 +129,26 @@ func TestCancelStopsJob(t *testing.T) {
 			if m := mismatches(t, p.store, jobID, fromSimulator(p.sim)); len(m) > 0 {
 				t.Errorf("record differs from Odin:\n%s", strings.Join(m, "\n"))
 			}
+			// The export shows a pending user's value only if it may have been sent.
+			var rows []results.Row
+			var export bytes.Buffer
+			if err := p.store.WriteJSON(ctx, jobID, &export); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(export.Bytes(), &rows); err != nil {
+				t.Fatal(err)
+			}
+			shown := 0
+			for _, row := range rows {
+				if row.NewPassword == "" || !strings.HasPrefix(row.Error, "not reset") {
+					continue
+				}
+				shown++
+				if after[row.UserID] == 0 {
+					t.Errorf("user %s was never sent to Odin, but the export shows its value: %q", row.UserID, row.Error)
+				}
+			}
+			t.Logf("the export shows the value of %d users not reset, each sent at least once", shown)
 		})
 	}
 }

@@ -130,6 +130,8 @@ func mismatches(t testing.TB, store *results.Store, jobID string, odin credentia
 			out = append(out, fmt.Sprintf("%s: applied in the record, but Odin holds another value (set %d times)", rec.UserID, count))
 		case rec.State != results.UserApplied && value != "" && value != rec.Secret:
 			out = append(out, fmt.Sprintf("%s: %s in the record, but Odin holds a value the record does not", rec.UserID, rec.State))
+		case rec.State == results.UserPending && value != "" && !rec.MaybeSent:
+			out = append(out, fmt.Sprintf("%s: pending, Odin holds its value, but the record says no attempt began, so the export would hide it", rec.UserID))
 		}
 		return nil
 	})
