@@ -111,14 +111,18 @@ func (a *app) cmdResults(ctx context.Context, args []string) error {
 		fmt.Fprintf(a.stderr, "enqueue: job %s is %s: %d users are not reset yet and their rows say so; run this again when it has finished\n",
 			jobID, job.State, job.Pending())
 	}
+	if !job.UsersLoaded && job.State.Finished() {
+		fmt.Fprintf(a.stderr, "enqueue: job %s was %s before a worker stored its user list: no user was reset, so there are no rows\n",
+			jobID, job.State)
+	}
+	if *out != "" {
+		fmt.Fprintf(a.stderr, "enqueue: wrote the results of job %s to %s\n", jobID, *out)
+	}
 	if *del {
 		if err := store.Delete(ctx, jobID); err != nil {
 			return c.wrap(fmt.Errorf("the results were written, but deleting the record failed: %w", err))
 		}
 		fmt.Fprintf(a.stderr, "enqueue: deleted the record of job %s\n", jobID)
-	}
-	if *out != "" {
-		fmt.Fprintf(a.stderr, "enqueue: wrote the results of job %s to %s\n", jobID, *out)
 	}
 	if !job.State.Finished() {
 		// Results of a running job are partial: not every user is applied (exit 1).

@@ -64,8 +64,12 @@ func (a *app) cmdSubmit(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(sub.duplicates) > 0 {
-		fmt.Fprintf(a.stderr, "enqueue: warning: %d duplicate user IDs removed, each user is reset once: %s\n",
-			len(sub.duplicates), describeDuplicates(sub.duplicates))
+		once := "reset"
+		if o.dryRun {
+			once = "checked"
+		}
+		fmt.Fprintf(a.stderr, "enqueue: warning: %s removed, each user is %s once: %s\n",
+			plural(len(sub.duplicates), "duplicate user ID", "duplicate user IDs"), once, describeDuplicates(sub.duplicates))
 	}
 	var sealer results.Sealer
 	if o.wait {

@@ -52,7 +52,7 @@ func TestSubmitEnqueuesJob(t *testing.T) {
 		t.Errorf("stdout = %q, want the job ID line", got.stdout)
 	}
 	requireStderr(t, got,
-		"warning: 1 duplicate user IDs removed, each user is reset once: user0001@example.com",
+		"warning: 1 duplicate user ID removed, each user is reset once: user0001@example.com",
 		"submitted job job-1: voicemail credential of 2 users",
 		"enqueue status job-1 --watch", "enqueue results job-1")
 
@@ -245,6 +245,7 @@ func TestSubmitRejectsBadInput(t *testing.T) {
 		{name: "bad job ID", args: with("--user", "u@x", "--job-id", "my job/1"), want: []string{`"my job/1"`, "letters, digits"}},
 		{name: "requested by with newline", args: with("--user", "u@x", "--requested-by", "eve\nforged"), want: []string{"--requested-by", "control character"}},
 		{name: "out in missing directory", args: with("--user", "u@x", "--wait", "--out", filepath.Join(dir, "missing", "r.json")), want: []string{"missing", "does not exist", "create it"}},
+		{name: "users file is a directory", args: with("--users-file", dir), want: []string{dir + " is a directory", "one user ID per line"}},
 		{name: "out without wait", args: with("--user", "u@x", "--out", filepath.Join(dir, "r.json")), want: []string{"--out applies only with --wait"}},
 		{name: "timeout without wait", args: with("--user", "u@x", "--timeout", "1m"), want: []string{"--timeout applies only with --wait", "enqueue status JOB --watch"}},
 		{name: "bad timeout", args: with("--user", "u@x", "--wait", "--timeout", "soon"), want: []string{`--timeout "soon"`, "such as 30m"}},

@@ -80,6 +80,10 @@ func parseUsers(r io.Reader, source string) ([]string, error) {
 	}
 }
 
+// isInvisible reports format characters such as the zero-width space (U+200B) and the
+// byte order mark, which show as nothing on screen.
+func isInvisible(r rune) bool { return unicode.Is(unicode.Cf, r) }
+
 // parseUserLine returns the user ID on one line without its line ending, "" for a blank
 // or comment line, or a problem that names the fix.
 func parseUserLine(line []byte) (user, problem string) {
@@ -108,6 +112,13 @@ func parseUserLine(line []byte) (user, problem string) {
 	}
 	if strings.ContainsFunc(s, unicode.IsControl) {
 		return "", fmt.Sprintf("%q contains a control character: remove it", shorten(s))
+	}
+	if i := strings.IndexFunc(s, isInvisible); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return "", fmt.Sprintf("%q contains the invisible character %U, which a copy from a web page or a spreadsheet can bring in: remove it", shorten(s), r)
+	}
+	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
+		return "", fmt.Sprintf("%s is in quotes: remove them, a user ID never has quotes around it", shorten(s))
 	}
 	return s, ""
 }

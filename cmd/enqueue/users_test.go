@@ -38,6 +38,8 @@ var userListCases = []struct {
 	{name: "CSV", input: "a@x,Alice\n", wantErr: "looks like CSV: put only the user ID on each line"},
 	{name: "control character", input: "a\x07@x\n", wantErr: "line 1: \"a\\a@x\" contains a control character"},
 	{name: "old Mac line endings", input: strings.Repeat("user@example.com\r", 300), wantErr: "old Mac CR line endings"},
+	{name: "zero-width space", input: "a\u200b@x\n", wantErr: `line 1: "a\u200b@x" contains the invisible character U+200B`},
+	{name: "quoted", input: "\"a@x\"\n", wantErr: `line 1: "a@x" is in quotes: remove them`},
 	{name: "short file with old Mac line endings", input: "a@x\rb@x\r", wantErr: `line 1: "a@x\rb@x" holds a carriage return inside the line, as a file with old Mac CR line endings does`},
 }
 

@@ -146,6 +146,9 @@ func (a *app) collectUsers(o *submitOptions) ([]string, []string) {
 			return nil, []string{fmt.Sprintf("cannot read --users-file %s: %v: check the path", o.usersFile, unwrapPathError(err))}
 		}
 		defer f.Close()
+		if info, err := f.Stat(); err == nil && info.IsDir() {
+			return nil, []string{fmt.Sprintf("--users-file %s is a directory: give the path of a file with one user ID per line", o.usersFile)}
+		}
 		in = f
 	}
 

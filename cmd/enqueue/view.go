@@ -212,8 +212,13 @@ func progressLine(job results.Job, now time.Time, startAt time.Time) string {
 			fmt.Fprintf(&b, ", %d of %d done (%d applied, %d failed), %.1f users/s",
 				prog.settled, job.Total, job.Applied, job.Failed, prog.perSecond)
 		}
-		if prog.etaKnown {
+		phonesLeft := job.Devices != results.DevicesNone && prog.settled == job.Total
+		if prog.etaKnown && !phonesLeft {
 			fmt.Fprintf(&b, ", ETA %s", formatDuration(prog.eta))
+		}
+		if phonesLeft {
+			// The passwords are done; the job completes when the phones are.
+			fmt.Fprintf(&b, "; phones: %d of %d done (%s)", job.DeviceDone, job.DeviceTotal, job.Devices)
 		}
 	}
 	if job.Reason != "" {
