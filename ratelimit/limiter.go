@@ -348,6 +348,18 @@ func (l *Limiter) reserve(ctx context.Context, budget time.Duration) (reservatio
 	return l.reserveIn(ctx, l.gcraKey, budget)
 }
 
+// RedisError is a failure of the limiter's Redis, as opposed to a wait: no request
+// slot was reserved, and the caller sent nothing to Odin.
+type RedisError struct {
+	// Op is what the limiter was doing, such as "reserve an Odin request slot in Redis".
+	Op  string
+	Err error
+}
+
+func (e *RedisError) Error() string { return "ratelimit: " + e.Op + ": " + e.Err.Error() }
+
+func (e *RedisError) Unwrap() error { return e.Err }
+
 // normalizeKey returns the limiter key for key. An absolute http or https URL is
 // normalised, so workers that spell the same Odin differently (ODIN.example.com,
 // odin.example.com:443/api/v2/) share one limit: the scheme and host are lower-cased, a
@@ -384,7 +396,7 @@ func (l *Limiter) reserveLow(ctx context.Context, budget, slotHorizon time.Durat
 	}
 	values, err := reserveLowScript.Run(ctx, l.rdb, keys, args...).Slice()
 	if err != nil {
-		return reservation{}, nil, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: %w", err)
+		return reservation{}, nil, &RedisError{Op: "reserve an Odin request slot in Redis", Err: err}
 	}
 
 	if len(values) != 8 {
@@ -433,7 +445,7 @@ func (l *Limiter) reserveIn(ctx context.Context, tatKey string, budget time.Dura
 	}
 	values, err := reserveScript.Run(ctx, l.rdb, keys, args...).Slice()
 	if err != nil {
-		return reservation{}, fmt.Errorf("ratelimit: reserve an Odin request slot in Redis: %w", err)
+		return reservation{}, &RedisError{Op: "reserve an Odin request slot in Redis", Err: err}
 	}
 
 	if len(values) != 4 {

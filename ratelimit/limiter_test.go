@@ -510,3 +510,21 @@ func TestSpellingsOfOneOdinShareALimit(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisDownIsARedisError: with its Redis unreachable, Wait fails with a *RedisError,
+// so the caller can tell a Redis failure from a wait or an Odin error.
+func TestRedisDownIsARedisError(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	defer rdb.Close()
+	for _, ctx := range []context.Context{t.Context(), LowPriority(t.Context())} {
+		l, err := New(rdb, testOdinURL, Limit{Rate: 5, Burst: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = l.Wait(ctx)
+		var redisErr *RedisError
+		if !errors.As(err, &redisErr) {
+			t.Errorf("Wait with Redis down = %v, want a *RedisError", err)
+		}
+	}
+}

@@ -54,7 +54,7 @@ type pauseReading struct {
 func (l *Limiter) pausedAfter(ctx context.Context, endsAfter int64) (pauseReading, error) {
 	values, err := pausedScript.Run(ctx, l.rdb, []string{l.pauseKey}, endsAfter).Slice()
 	if err != nil {
-		return pauseReading{}, fmt.Errorf("ratelimit: read the Odin request pause from Redis: %w", err)
+		return pauseReading{}, &RedisError{Op: "read the Odin request pause from Redis", Err: err}
 	}
 
 	if len(values) != 3 {

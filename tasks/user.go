@@ -112,6 +112,11 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 		log.Error().Err(err).Int("attempts", attempts).Msg("retries exhausted; recorded as failed")
 		return h.failAttempts(ctx, p, rec, "retries exhausted: "+odinReason(err), attempts, err)
 	}
+	var redisErr *ratelimit.RedisError
+	if errors.As(err, &redisErr) {
+		log.Warn().Err(err).Int("attempt", attempts).Msg("Redis failed in the rate limiter, so nothing was sent to Odin; will retry")
+		return err
+	}
 	log.Warn().Err(err).Int("attempt", attempts).Msg("Odin call failed; will retry with the same value")
 	return err
 }
