@@ -3,7 +3,7 @@ package tasks
 import (
 	"context"
 	"errors"
-	"fmt"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -73,11 +73,10 @@ func (h *Handlers) runChecks(ctx context.Context, p UserResetPayload) error {
 	if job.Devices == results.DevicesNone {
 		return nil
 	}
-	switch {
-	case detail.Device == nil:
-		return &checkError{reason: "no device: the user has no access device, so its phone cannot be rebuilt"}
-	case detail.Device.Level != "Group":
-		return &checkError{reason: fmt.Sprintf("device %q is at %s level; only group-level devices can be rebuilt through Odin", detail.Device.Name, detail.Device.Level)}
+	// The same decision as the device step of a real run, so a dry run passes exactly
+	// the users whose phone a real run would rebuild.
+	if _, outcome := deviceLookupOutcome(detail); outcome != results.DevicePending {
+		return &checkError{reason: strings.TrimPrefix(outcome, "skipped: ") + "; a real run would reset the password and skip the phone"}
 	}
 	return nil
 }
