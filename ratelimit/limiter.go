@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,7 +62,9 @@ type Limiter struct {
 	gcraKey  string
 	laneKey  string // turns of low-priority callers
 	pauseKey string
+	limitKey string // the rate and burst the limiters of this key last announced
 
+	limit    Limit
 	emission time.Duration
 	burst    int
 
@@ -116,6 +119,7 @@ func New(rdb redis.UniversalClient, key string, limit Limit, opts ...Option) (*L
 
 	l := &Limiter{
 		rdb:       rdb,
+		limit:     limit,
 		emission:  limit.emissionInterval(),
 		burst:     limit.Burst,
 		maxWait:   DefaultMaxWait,
@@ -141,7 +145,31 @@ func New(rdb redis.UniversalClient, key string, limit Limit, opts ...Option) (*L
 	l.gcraKey = l.keyPrefix + hashTag + ":gcra"
 	l.laneKey = l.keyPrefix + hashTag + ":gcra-low"
 	l.pauseKey = l.keyPrefix + hashTag + ":pause"
+	l.limitKey = l.keyPrefix + hashTag + ":limit"
 	return l, nil
+}
+
+// announceTTL is how long an announced limit is remembered without a new announcement.
+const announceTTL = 7 * 24 * time.Hour
+
+// Announce records this limiter's rate and burst for the other processes that share its
+// key, and returns the ones announced before when they differ. Limiters with different
+// limits share one schedule, so the fleet then keeps neither rate: the caller should
+// warn. During a change of the limit, processes still on the old one differ until they
+// restart.
+func (l *Limiter) Announce(ctx context.Context) (previous Limit, differs bool, err error) {
+	own := strconv.FormatFloat(l.limit.Rate, 'g', -1, 64) + "/" + strconv.Itoa(l.limit.Burst)
+	old, err := announceScript.Run(ctx, l.rdb, []string{l.limitKey}, own, int64(announceTTL/time.Second)).Text()
+	if err != nil {
+		return Limit{}, false, &RedisError{Op: "announce the rate limit in Redis", Err: err}
+	}
+	if old == "" || old == own {
+		return Limit{}, false, nil
+	}
+	rate, burst, ok := strings.Cut(old, "/")
+	previous.Rate, _ = strconv.ParseFloat(rate, 64)
+	previous.Burst, _ = strconv.Atoi(burst)
+	return previous, ok, nil
 }
 
 func (limit Limit) validate() error {

@@ -528,3 +528,23 @@ func TestRedisDownIsARedisError(t *testing.T) {
 		}
 	}
 }
+
+// TestAnnounceSpotsDifferentLimits: processes of one Odin announce their limits; one
+// with another rate learns the rate announced before it.
+func TestAnnounceSpotsDifferentLimits(t *testing.T) {
+	r := newTestRedis(t)
+	first := r.newLimiter(t, testOdinURL, Limit{Rate: 5, Burst: 1})
+	same := r.newLimiter(t, testOdinURL, Limit{Rate: 5, Burst: 1})
+	other := r.newLimiter(t, testOdinURL, Limit{Rate: 50, Burst: 2})
+
+	if _, differs, err := first.Announce(t.Context()); err != nil || differs {
+		t.Fatalf("first Announce = differs %v, %v; want no difference", differs, err)
+	}
+	if _, differs, err := same.Announce(t.Context()); err != nil || differs {
+		t.Fatalf("Announce of the same limit = differs %v, %v; want no difference", differs, err)
+	}
+	previous, differs, err := other.Announce(t.Context())
+	if err != nil || !differs || previous != (Limit{Rate: 5, Burst: 1}) {
+		t.Fatalf("Announce of another limit = %+v, differs %v, %v; want rate 5 burst 1, differs", previous, differs, err)
+	}
+}

@@ -99,6 +99,18 @@ local slot = reserve(KEYS[2], KEYS[3], emission, burst, tonumber(ARGV[6]), ttl_m
 return {turn[1], turn[2], turn[3], turn[4], 1, slot[1], slot[2], slot[4]}
 `)
 
+// announceScript stores a limiter's rate and burst and returns the ones stored before,
+// or "" when there were none.
+//
+//	KEYS[1]  limit key
+//	ARGV[1]  "rate/burst"
+//	ARGV[2]  key lifetime, seconds
+var announceScript = redis.NewScript(`
+local old = redis.call("GET", KEYS[1])
+redis.call("SET", KEYS[1], ARGV[1], "EX", ARGV[2])
+return old or ""
+`)
+
 // pauseScript starts or extends the pause. It never shortens a pause: when
 // the current pause ends later than the new one would, both its end and its
 // reason stay.
