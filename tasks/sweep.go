@@ -55,6 +55,11 @@ type Sweeper struct {
 	StallAfter time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Paused reports a fleet pause (ratelimit.Limiter.Paused); nil means never paused.
+	// While the fleet is paused no job makes progress, so the sweeper does not inspect
+	// them: every job would look stalled, and each sweep would read every pending user's
+	// task.
+	Paused func(ctx context.Context) (remaining time.Duration, reason string, err error)
 }
 
 // SweepPayload is the payload of reset:sweep.
@@ -101,6 +106,16 @@ func (s *Sweeper) stallAfter() time.Duration {
 // HandleSweep inspects every running job that made no progress for StallAfter.
 func (s *Sweeper) HandleSweep(ctx context.Context, _ *asynq.Task) error {
 	log := zerolog.Ctx(ctx)
+	if s.Paused != nil {
+		remaining, reason, err := s.Paused(ctx)
+		if err != nil {
+			return err
+		}
+		if remaining > 0 {
+			log.Debug().Dur("remaining_ms", remaining).Str("reason", reason).Msg("fleet paused; stalled-job sweep skipped")
+			return nil
+		}
+	}
 	jobs, err := s.Store.Jobs(ctx, 10_000)
 	if err != nil {
 		return err

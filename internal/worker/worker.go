@@ -123,6 +123,9 @@ func New(cfg Config) (*Worker, error) {
 			Inspector:  asynq.NewInspector(cfg.RedisConnOpt),
 			StallAfter: cfg.StallAfter,
 		}
+		if cfg.Limiter != nil {
+			w.sweeper.Paused = cfg.Limiter.Paused
+		}
 	}
 	return w, nil
 }
