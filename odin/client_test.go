@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -646,5 +648,32 @@ func TestLoginNotFoundNamesTheBaseURL(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "no login endpoint at this base URL") || !strings.Contains(err.Error(), "/api/v2") {
 		t.Errorf("error %q does not point at the base URL", err)
+	}
+}
+
+// TestSIPGeneratorKeepsValuesBeforeAFailure: a SIP generator that ignores limit needs one
+// request per value. When one fails, the values of the requests before it come back with
+// the error, so a batch does not start over on an unreliable Odin.
+func TestSIPGeneratorKeepsValuesBeforeAFailure(t *testing.T) {
+	f := newFakeOdin(t)
+	var calls atomic.Int64
+	f.handle("GET /sip-password/generate", func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		if n == 4 {
+			respondJSON(http.StatusInternalServerError, map[string]any{"error": "Internal server error"})(w, r)
+			return
+		}
+		respondJSON(http.StatusOK, map[string]any{"password": fmt.Sprintf("Sip-Value-%d", n)})(w, r)
+	})
+	c := f.newClient()
+
+	values, err := c.GenerateSIPPasswords(context.Background(), "sp1", "grp1", 5)
+
+	if err == nil {
+		t.Fatal("GenerateSIPPasswords = nil error, want the 500")
+	}
+	// Call 1 asked for limit=5 and got one value (kept), calls 2 and 3 one each.
+	if want := []string{"Sip-Value-1", "Sip-Value-2", "Sip-Value-3"}; !slices.Equal(values, want) {
+		t.Errorf("values = %q, want %q", values, want)
 	}
 }

@@ -35,7 +35,9 @@ func (c *Client) GeneratePasscodes(ctx context.Context, serviceProviderID, group
 
 // GenerateSIPPasswords returns n new SIP authentication passwords from
 // GET /sip-password/generate, passing serviceProviderID and groupID when they are not
-// empty.
+// empty. When a request fails after others returned values, it returns those values with
+// the error: one value per request makes a long batch fail often on an unreliable Odin,
+// and the caller can keep what it got.
 //
 // NOTE: whether this generator accepts limit is not documented. For n > 1 the first call
 // requests limit=n. When the response is not a list of exactly n values, or Odin rejects the
@@ -69,10 +71,10 @@ func (c *Client) GenerateSIPPasswords(ctx context.Context, serviceProviderID, gr
 	for len(values) < n {
 		batch, err := c.fetchGenerated(ctx, pathSIPPasswordGenerate, serviceProviderID, groupID, 0)
 		if err != nil {
-			return nil, err
+			return values, err
 		}
 		if len(batch) != 1 {
-			return nil, &CountError{Endpoint: http.MethodGet + " " + pathSIPPasswordGenerate, Requested: 1, Got: len(batch)}
+			return values, &CountError{Endpoint: http.MethodGet + " " + pathSIPPasswordGenerate, Requested: 1, Got: len(batch)}
 		}
 		values = append(values, batch[0])
 		if rejectedLimit {

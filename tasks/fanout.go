@@ -155,6 +155,12 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 		}
 	}
 
+	// A cancel during the generator call above, which may take seconds on a slow Odin,
+	// would otherwise enqueue a chunk of tasks that only revoke themselves.
+	if state, err := h.Store.JobState(ctx, p.JobID); err == nil && state == results.JobCancelled {
+		return nil
+	}
+
 	// Each enqueue is one Redis round trip. Sent one after the other they made the
 	// fan-out of a large job slower than the workers resetting its users, so a few are
 	// kept in flight at once.
@@ -218,6 +224,12 @@ func (h *Handlers) generate(ctx context.Context, jobID string, t results.Credent
 	for len(values) < n {
 		want := min(batch, n-len(values))
 		got, err := h.generateOnce(ctx, t, sp, group, want)
+		if err != nil && len(got) > 0 {
+			// Values from the requests that worked before this one failed (the SIP
+			// generator without limit makes one request per value): keep them.
+			values = append(values, got[:min(len(got), n-len(values))]...)
+			faults = 0
+		}
 		var countErr *odin.CountError
 		switch {
 		case err == nil:

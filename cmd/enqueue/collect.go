@@ -99,8 +99,12 @@ func (a *app) cmdResults(ctx context.Context, args []string) error {
 			return c.wrap(fmt.Errorf("check for tasks of job %s still on the workers: %w", jobID, err))
 		}
 		if len(busy) > 0 {
-			return usageErrorf("job %s is %s, but %d of its tasks are still on the workers (%s): a reset in flight may still be applied, and a fan-out that runs again would start the job anew without its record; run this again once they are gone (\"enqueue status %s\" shows the final counts)",
-				jobID, job.State, len(busy), strings.Join(busy[:min(3, len(busy))], ", "), jobID)
+			are := "are"
+			if len(busy) == 1 {
+				are = "is"
+			}
+			return usageErrorf("job %s is %s, but %d of its tasks %s still on the workers (%s): a reset in flight may still be applied, and a fan-out that runs again would start the job anew without its record; run this again once they are gone (\"enqueue status %s\" shows the final counts)",
+				jobID, job.State, len(busy), are, strings.Join(busy[:min(3, len(busy))], ", "), jobID)
 		}
 	}
 	if err := a.writeResults(ctx, store, jobID, *format, *out); err != nil {

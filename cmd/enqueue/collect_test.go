@@ -248,7 +248,7 @@ func TestResultsDeleteWaitsForTasks(t *testing.T) {
 	if refused.code != exitUsage {
 		t.Fatalf("--delete while the fan-out task waits: %s", refused)
 	}
-	requireStderr(t, refused, "1 of its tasks are still on the workers", "job-cancelled (pending)", "run this again once they are gone")
+	requireStderr(t, refused, "1 of its tasks is still on the workers", "job-cancelled (pending)", "run this again once they are gone")
 	if _, err := store.Job(context.Background(), "job-cancelled"); err != nil {
 		t.Errorf("the record is gone after a refused --delete: %v", err)
 	}

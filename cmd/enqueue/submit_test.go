@@ -245,6 +245,8 @@ func TestSubmitRejectsBadInput(t *testing.T) {
 		{name: "bad job ID", args: with("--user", "u@x", "--job-id", "my job/1"), want: []string{`"my job/1"`, "letters, digits"}},
 		{name: "requested by with newline", args: with("--user", "u@x", "--requested-by", "eve\nforged"), want: []string{"--requested-by", "control character"}},
 		{name: "out in missing directory", args: with("--user", "u@x", "--wait", "--out", filepath.Join(dir, "missing", "r.json")), want: []string{"missing", "does not exist", "create it"}},
+		{name: "user with an invisible character", args: with("--user", "a\u200b@x"), want: []string{"--user", "invisible character U+200B"}},
+		{name: "quoted user", args: with("--user", `"a@x"`), want: []string{"--user", "is in quotes"}},
 		{name: "users file is a directory", args: with("--users-file", dir), want: []string{dir + " is a directory", "one user ID per line"}},
 		{name: "out without wait", args: with("--user", "u@x", "--out", filepath.Join(dir, "r.json")), want: []string{"--out applies only with --wait"}},
 		{name: "timeout without wait", args: with("--user", "u@x", "--timeout", "1m"), want: []string{"--timeout applies only with --wait", "enqueue status JOB --watch"}},

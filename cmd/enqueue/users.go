@@ -80,6 +80,20 @@ func parseUsers(r io.Reader, source string) ([]string, error) {
 	}
 }
 
+// hiddenCharacterProblem returns the problem of a user ID that looks right on screen but
+// that Odin would not find: one with an invisible character, or in quotes. It returns ""
+// for other IDs.
+func hiddenCharacterProblem(s string) string {
+	if i := strings.IndexFunc(s, isInvisible); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(s[i:])
+		return fmt.Sprintf("%q contains the invisible character %U, which a copy from a web page or a spreadsheet can bring in: remove it", shorten(s), r)
+	}
+	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
+		return fmt.Sprintf("%s is in quotes: remove them, a user ID never has quotes around it", shorten(s))
+	}
+	return ""
+}
+
 // isInvisible reports format characters such as the zero-width space (U+200B) and the
 // byte order mark, which show as nothing on screen.
 func isInvisible(r rune) bool { return unicode.Is(unicode.Cf, r) }
@@ -113,12 +127,8 @@ func parseUserLine(line []byte) (user, problem string) {
 	if strings.ContainsFunc(s, unicode.IsControl) {
 		return "", fmt.Sprintf("%q contains a control character: remove it", shorten(s))
 	}
-	if i := strings.IndexFunc(s, isInvisible); i >= 0 {
-		r, _ := utf8.DecodeRuneInString(s[i:])
-		return "", fmt.Sprintf("%q contains the invisible character %U, which a copy from a web page or a spreadsheet can bring in: remove it", shorten(s), r)
-	}
-	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
-		return "", fmt.Sprintf("%s is in quotes: remove them, a user ID never has quotes around it", shorten(s))
+	if problem := hiddenCharacterProblem(s); problem != "" {
+		return "", problem
 	}
 	return s, ""
 }

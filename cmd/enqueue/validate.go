@@ -132,6 +132,17 @@ func (a *app) validateSubmission(o *submitOptions, set map[string]bool) (submiss
 // collectUsers reads the users from --user and --users-file, in that order.
 func (a *app) collectUsers(o *submitOptions) ([]string, []string) {
 	users := append([]string(nil), o.users...)
+	// --user gets the checks of a users file line, so an ID with an invisible character
+	// or quotes is refused here rather than by Odin as an unknown user.
+	var problems []string
+	for _, u := range o.users {
+		if problem := hiddenCharacterProblem(strings.TrimSpace(u)); problem != "" {
+			problems = append(problems, "--user "+problem)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, problems
+	}
 	if o.usersFile == "" {
 		return users, nil
 	}
