@@ -193,7 +193,7 @@ func TestHistoryRejectionKeepsPossiblySetValue(t *testing.T) {
 	if !rec.Unconfirmed {
 		t.Errorf("record is not marked unconfirmed")
 	}
-	if !strings.Contains(export.String(), held) || !strings.Contains(export.String(), "may have set it") {
+	if !strings.Contains(export.String(), held) || !strings.Contains(export.String(), "may have set") {
 		t.Errorf("export %s lacks the value Odin holds or the note that an earlier attempt may have set it", export.String())
 	}
 	if puts != 2 {

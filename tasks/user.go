@@ -211,7 +211,7 @@ func (h *Handlers) apply(ctx context.Context, p UserResetPayload, rec results.Us
 type possiblySetError struct{ err error }
 
 func (e *possiblySetError) Error() string {
-	return "Odin rejected a resend of the new value (" + odinReason(e.err) + "), and an earlier attempt whose answer was lost may have set it: the value is kept; check whether the user's credential is this value"
+	return "Odin rejected a resend of the new value (" + odinReason(e.err) + "), which an earlier attempt whose answer was lost may have set"
 }
 
 func (e *possiblySetError) Unwrap() error { return e.err }
