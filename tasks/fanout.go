@@ -308,11 +308,18 @@ func (h *Handlers) groupUserIDs(ctx context.Context, p BulkResetPayload) ([]stri
 }
 
 func (h *Handlers) enqueueComplete(ctx context.Context, jobID, queue string) error {
+	return EnqueueCompletion(ctx, h.Client, jobID, queue)
+}
+
+// EnqueueCompletion enqueues the reset:complete task of a job, which logs the job's end
+// and posts its callback. Its TaskID allows one per job, so a conflict means it is queued
+// or done already.
+func EnqueueCompletion(ctx context.Context, client Enqueuer, jobID, queue string) error {
 	task, err := NewCompleteTask(jobID, queue)
 	if err != nil {
 		return err
 	}
-	if _, err := h.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+	if _, err := client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 		return fmt.Errorf("enqueue completion of job %s: %w", jobID, err)
 	}
 	return nil

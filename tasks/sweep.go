@@ -163,14 +163,7 @@ func (s *Sweeper) SweepJob(ctx context.Context, job results.Job) (int, error) {
 				if _, err := s.Store.Abort(ctx, job.ID, "cancelled by the sweeper: the fan-out task was lost before it stored the user list; submit the job again"); err != nil {
 					return repaired, err
 				}
-				task, err := NewCompleteTask(job.ID, queue)
-				if err != nil {
-					return repaired, err
-				}
-				if _, err := s.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-					return repaired, err
-				}
-				return repaired, nil
+				return repaired, EnqueueCompletion(ctx, s.Client, job.ID, queue)
 			}
 			task, err := NewResumeTask(job, queue)
 			if err != nil {
@@ -211,15 +204,21 @@ var errStopIteration = errors.New("stop iteration")
 // enqueueUser enqueues a user's reset:user task again. A TaskID conflict means the task
 // is queued already, which is what the caller wants.
 func (s *Sweeper) enqueueUser(ctx context.Context, job results.Job, queue, userID string) error {
-	task, err := NewUserResetTask(UserResetPayload{
+	return enqueueUserTask(ctx, s.Client, UserResetPayload{
 		JobID: job.ID, UserID: userID, Type: job.Type,
 		ServiceProviderID: job.ServiceProviderID, GroupID: job.GroupID,
 	}, queue)
+}
+
+// enqueueUserTask enqueues one user's reset:user task. A TaskID conflict means the task
+// is queued already, which is what the caller wants.
+func enqueueUserTask(ctx context.Context, client Enqueuer, p UserResetPayload, queue string) error {
+	task, err := NewUserResetTask(p, queue)
 	if err != nil {
 		return err
 	}
-	if _, err := s.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return err
+	if _, err := client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue reset of user %q: %w", p.UserID, err)
 	}
 	return nil
 }

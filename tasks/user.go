@@ -358,20 +358,12 @@ func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue,
 	return nil
 }
 
-// enqueueUser enqueues the reset:user task of one user of the job. A TaskID conflict
-// means the task is queued already.
+// enqueueUser enqueues the reset:user task of one user of the job.
 func (h *Handlers) enqueueUser(ctx context.Context, p BulkResetPayload, queue, userID string) error {
-	task, err := NewUserResetTask(UserResetPayload{
+	return enqueueUserTask(ctx, h.Client, UserResetPayload{
 		JobID: p.JobID, UserID: userID, Type: p.Type,
 		ServiceProviderID: p.ServiceProviderID, GroupID: p.GroupID,
 	}, queue)
-	if err != nil {
-		return err
-	}
-	if _, err := h.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return fmt.Errorf("enqueue reset of user %q: %w", userID, err)
-	}
-	return nil
 }
 
 // waitFor turns errors that mean "not now" into a *WaitError, pausing the fleet where

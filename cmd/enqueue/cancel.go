@@ -80,11 +80,7 @@ func (a *app) cmdCancel(ctx context.Context, args []string) error {
 		if qerr != nil {
 			queue = tasks.QueueDefault
 		}
-		task, err := tasks.NewCompleteTask(jobID, queue)
-		if err == nil {
-			_, err = c.client.EnqueueContext(ctx, task)
-		}
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		if err := tasks.EnqueueCompletion(ctx, c.client, jobID, queue); err != nil {
 			fmt.Fprintf(a.stderr, "enqueue: warning: the job is cancelled, but its completion (audit line and callback) could not be queued: %s\n", c.scrub(err.Error()))
 		}
 	}
