@@ -634,7 +634,7 @@ func TestClientStringHidesCredentials(t *testing.T) {
 }
 
 // TestLoginNotFoundNamesTheBaseURL: a base URL without its /api/v2 part makes the login
-// answer 404. The error must point at the base URL, not at the credentials.
+// return 404. The error must point at the base URL, not at the credentials.
 func TestLoginNotFoundNamesTheBaseURL(t *testing.T) {
 	f := newFakeOdin(t)
 	f.setLoginHandler(respondJSON(http.StatusNotFound, map[string]any{"error": "Not found: /auth/token", "status": 404}))

@@ -379,7 +379,7 @@ func (l *Limiter) reserve(ctx context.Context, budget time.Duration) (reservatio
 // RedisError is a failure of the limiter's Redis, as opposed to a wait: no request
 // slot was reserved, and the caller sent nothing to Odin.
 type RedisError struct {
-	// Op is what the limiter was doing, such as "reserve an Odin request slot in Redis".
+	// Op is the operation that failed, such as "reserve an Odin request slot in Redis".
 	Op  string
 	Err error
 }

@@ -157,10 +157,10 @@ func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 	}
 }
 
-// TestLowPriorityOneRoundTripWithRoomToSpare checks that a low-priority caller of a
+// TestLowPriorityWaitOneRoundTrip checks that a low-priority caller of a
 // limiter with room to spare takes its turn and its request slot in one Redis round
 // trip. A throughput run without a rate limit pays that round trip for every request.
-func TestLowPriorityOneRoundTripWithRoomToSpare(t *testing.T) {
+func TestLowPriorityWaitOneRoundTrip(t *testing.T) {
 	r := newTestRedis(t)
 	rdb := r.client(t)
 	hook := &countingHook{}

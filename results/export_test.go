@@ -109,8 +109,8 @@ func TestWriteJSONRows(t *testing.T) {
 			applyUser(t, s, "job-1", "u1")
 			failUser(t, s, "job-1", "u2", "rejected by rule")
 			if tt.cancel {
-				// u3's attempt began before the cancel, so its value may be on Odin; u5
-				// has a value, but its attempt never began, so it was never sent.
+				// u3's attempt began before the cancel, so its value may be on Odin. u5
+				// has a value too, but its attempt never began, so it was never sent.
 				if _, _, err := s.BeginAttempt(t.Context(), "job-1", "u3"); err != nil {
 					t.Fatalf("BeginAttempt: %v", err)
 				}

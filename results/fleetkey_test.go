@@ -9,9 +9,9 @@ import (
 )
 
 // TestCheckSealing runs workers with various results keys, one after another, on one
-// Redis: the first records its key, the same key and a rotation pass, and a worker whose
-// values the fleet could not read, or that could not read the fleet's, is refused with a
-// message that names both keys and the fix.
+// Redis. The first records its key, and the same key and a rotation pass. A worker whose
+// values the fleet could not read, or that could not read the fleet's, is rejected with
+// a message that names both keys and the fix.
 func TestCheckSealing(t *testing.T) {
 	oldKey, newKey, wrongKey := randomKey(t), randomKey(t), randomKey(t)
 	type step struct {

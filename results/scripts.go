@@ -96,10 +96,11 @@ refresh_ttl()
 return {1, completed}
 `)
 
-// scriptBeginAttempt reads a user's record with the job's state, reason and dry-run flag,
-// and, when the job is running for real and the user has a record, lists the user in
-// the sending hash: from now on its value may reach Odin. A sending hash it creates gets
-// the TTL of the job hash. It returns {state or false, reason, dry_run, record or false}.
+// scriptBeginAttempt reads a user's record with the job's state, reason and dry-run flag.
+// When the job is running for real and the user has a record, it also lists the user in
+// the sending hash, because from now on the value may reach Odin. A sending hash it
+// creates gets the TTL of the job hash. It returns {state or false, reason, dry_run,
+// record or false}.
 //
 // KEYS: keys.all. ARGV[1] user ID.
 var scriptBeginAttempt = redis.NewScript(`

@@ -233,10 +233,10 @@ func (s *Store) JobState(ctx context.Context, jobID string) (JobState, error) {
 	return JobState(state), nil
 }
 
-// BeginAttempt is UserWithJobStatus for the task that will try to set the user's value:
-// in the same round trip, while the job runs for real, it records that the value may be
-// sent to Odin from now on (UserRecord.MaybeSent), until the user is settled. The export
-// of a finished job shows the value of a pending user only when it may have been sent.
+// BeginAttempt reads a user's record and the job's status like UserWithJobStatus, for the
+// task that will try to set the user's value. While the job runs for real, the same
+// round trip records that the value may be sent to Odin (UserRecord.MaybeSent) until the
+// user is settled. The export of a finished job shows a pending user's value only then.
 func (s *Store) BeginAttempt(ctx context.Context, jobID, userID string) (UserRecord, JobStatus, error) {
 	vals, err := scriptBeginAttempt.Run(ctx, s.rdb, s.jobKeys(jobID).all(), userID).Slice()
 	if err != nil {

@@ -255,10 +255,10 @@ func TestEndToEndUnknownGroupCancelsJob(t *testing.T) {
 	}
 }
 
-// TestEndToEndFanOutTroubleIsTheJobReason makes every Odin API request fail while the
-// fan-out runs: the job's reason must say so, for 'enqueue status', and clear once
-// Odin answers and the job completes.
-func TestEndToEndFanOutTroubleIsTheJobReason(t *testing.T) {
+// TestFanOutFailureSetsJobReason makes every Odin API request fail while the fan-out
+// runs. The job's reason must report it, for 'enqueue status', and be cleared once Odin
+// responds again and the job completes.
+func TestFanOutFailureSetsJobReason(t *testing.T) {
 	t.Parallel()
 	env := testenv.Start(t, testenv.Options{Sim: odintest.Config{Users: 5, Faults: odintest.Faults{Error500: 1}}})
 	env.Submit(tasks.BulkResetPayload{JobID: "job-trouble", Type: results.Web, Users: seededUsers(5)})

@@ -52,8 +52,8 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		users := p.Users
 		if p.AllUsers {
 			users, err = h.groupUserIDs(ctx, p)
-			if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) && !finalRefusal(ctx) {
-				log.Warn().Err(err).Msg("Odin refused to list the group's users; trying again before cancelling the job")
+			if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) && !finalRejection(ctx) {
+				log.Warn().Err(err).Msg("Odin rejected the group listing; retrying before cancelling the job")
 				return h.odinFailure(ctx, p.JobID, err)
 			} else if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) {
 				// The group cannot be listed (unknown group, no permission). End the job as
@@ -100,7 +100,7 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		if strings.HasPrefix(job.Reason, fanOutWaitPrefix) {
-			// The chunk got its values: Odin answers again.
+			// The chunk got its values, so Odin responds again.
 			if err := h.Store.SetReason(ctx, p.JobID, ""); err != nil {
 				return err
 			}
@@ -130,8 +130,8 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 	}
 	if len(needValue) > 0 {
 		values, genErr := h.generate(ctx, p.JobID, p.Type, p.ServiceProviderID, p.GroupID, len(needValue))
-		if genErr != nil && odin.IsPermanent(genErr) && !odin.IsAuthFailure(genErr) && !finalRefusal(ctx) {
-			zerolog.Ctx(ctx).Warn().Err(genErr).Msg("Odin refused to generate values; trying again before failing the remaining users")
+		if genErr != nil && odin.IsPermanent(genErr) && !odin.IsAuthFailure(genErr) && !finalRejection(ctx) {
+			zerolog.Ctx(ctx).Warn().Err(genErr).Msg("Odin rejected the generator request; retrying before failing the remaining users")
 			return h.odinFailure(ctx, p.JobID, genErr)
 		}
 		if genErr != nil && odin.IsPermanent(genErr) && !odin.IsAuthFailure(genErr) {
@@ -189,17 +189,17 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 	return g.Wait()
 }
 
-// refusalAttempts is the fan-out attempt from which a permanent error (a 4xx) of Odin's
+// rejectionAttempts is the fan-out attempt from which a permanent error (a 4xx) of Odin's
 // generator or group listing fails the job's remaining users or cancels the job. Earlier
-// attempts are retried with backoff: a proxy or load balancer in front of Odin may answer
+// attempts are retried with backoff: a proxy or load balancer in front of Odin may return
 // 403 or 404 for a few seconds, and failing every remaining user cannot be undone.
-const refusalAttempts = 3
+const rejectionAttempts = 3
 
-// finalRefusal reports whether a permanent refusal in this fan-out attempt is final,
-// because refusalAttempts-1 attempts before it failed.
-func finalRefusal(ctx context.Context) bool {
+// finalRejection reports whether a permanent rejection in this fan-out attempt is final,
+// because rejectionAttempts-1 attempts before it failed.
+func finalRejection(ctx context.Context) bool {
 	retried, _ := retryCount(ctx)
-	return retried >= refusalAttempts-1
+	return retried >= rejectionAttempts-1
 }
 
 // enqueueParallelism is how many reset:user tasks the fan-out enqueues at once.

@@ -13,7 +13,7 @@ import (
 
 // TestUserResetWithAnotherResultsKey runs a reset:user task on a worker whose results key
 // did not seal the user's value. The task must wait for a worker with the right key
-// instead of failing the user or spending its attempts, and the job must say why.
+// instead of failing the user or spending its attempts, and the job's reason must explain why.
 func TestUserResetWithAnotherResultsKey(t *testing.T) {
 	t.Parallel()
 	rd := testredis.New(t)

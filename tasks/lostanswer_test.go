@@ -21,15 +21,15 @@ import (
 	"github.com/odinreset/odinreset/tasks"
 )
 
-// scriptedOdin answers logins and the web password generator like Odin, and passes each
-// PUT /users/passwords to put, which sees the user's PUTs numbered from 1.
+// scriptedOdin serves logins and the web password generator like Odin, and passes each
+// PUT /users/passwords to put with the number of the user's PUT, counted from 1.
 type scriptedOdin struct {
 	put func(w http.ResponseWriter, n int, value string)
 
 	mu      sync.Mutex
 	gen     int
 	puts    map[string]int
-	current map[string]string // the value each user holds on Odin
+	current map[string]string // the value Odin has for each user
 }
 
 func newScriptedOdin(put func(w http.ResponseWriter, n int, value string)) *scriptedOdin {
@@ -87,6 +87,7 @@ func quickPipeline(t *testing.T, odinURL string, odinTimeout time.Duration) (*as
 
 func quickPipelineWithLimiter(t *testing.T, odinURL string, odinTimeout time.Duration) (*asynq.Client, *results.Store, *asynq.Inspector, *ratelimit.Limiter) {
 	t.Helper()
+
 	rd := testredis.New(t)
 	key, err := results.NewRandomKey()
 	if err != nil {
@@ -101,6 +102,7 @@ func quickPipelineWithLimiter(t *testing.T, odinURL string, odinTimeout time.Dur
 	if err != nil {
 		t.Fatal(err)
 	}
+
 	queue := asynq.NewClient(rd.Opt)
 	h := &tasks.Handlers{Store: store, Odin: client, Client: queue, Pauser: limiter, LoginCooldown: time.Second}
 	srv := asynq.NewServer(rd.Opt, asynq.Config{
@@ -116,6 +118,7 @@ func quickPipelineWithLimiter(t *testing.T, odinURL string, odinTimeout time.Dur
 		ErrorHandler: asynq.ErrorHandlerFunc(h.HandleError),
 		LogLevel:     asynq.FatalLevel, DelayedTaskCheckInterval: 100 * time.Millisecond, TaskCheckInterval: 50 * time.Millisecond,
 	})
+
 	mux := asynq.NewServeMux()
 	h.Register(mux, zerolog.Nop())
 	if err := srv.Start(mux); err != nil {
@@ -145,9 +148,9 @@ func waitFinished(t *testing.T, store *results.Store, jobID string, timeout time
 	}
 }
 
-// TestHistoryRejectionKeepsPossiblySetValue: Odin sets the first value but its answer
-// comes after the client's timeout, and then rejects the resend of the same value by its
-// password history. The value Odin holds must stay in the record and in the export.
+// TestHistoryRejectionKeepsPossiblySetValue: Odin sets the first value but its response
+// arrives after the client's timeout, and then rejects the resend of the same value by its
+// password history. The value Odin has must stay in the record and in the export.
 func TestHistoryRejectionKeepsPossiblySetValue(t *testing.T) {
 	t.Parallel()
 	const user = "alice@example.com"
@@ -155,7 +158,7 @@ func TestHistoryRejectionKeepsPossiblySetValue(t *testing.T) {
 	f = newScriptedOdin(func(w http.ResponseWriter, n int, value string) {
 		if n == 1 {
 			f.holds(user, value)
-			time.Sleep(700 * time.Millisecond) // set, but answered after the client's timeout
+			time.Sleep(700 * time.Millisecond) // set, but the response arrives after the client's timeout
 			fmt.Fprint(w, `{}`)
 			return
 		}
@@ -174,7 +177,7 @@ func TestHistoryRejectionKeepsPossiblySetValue(t *testing.T) {
 	job := waitFinished(t, store, "history", 20*time.Second)
 
 	f.mu.Lock()
-	held, puts := f.current[user], f.puts[user]
+	odinValue, puts := f.current[user], f.puts[user]
 	f.mu.Unlock()
 	rec, err := store.User(t.Context(), "history", user)
 	if err != nil {
@@ -187,14 +190,14 @@ func TestHistoryRejectionKeepsPossiblySetValue(t *testing.T) {
 	if job.Failed != 1 {
 		t.Errorf("job: %d applied, %d failed; want the user failed, since Odin never confirmed", job.Applied, job.Failed)
 	}
-	if rec.Secret != held {
-		t.Errorf("record holds %q, Odin holds %q: a regenerated value replaced the one Odin may hold", rec.Secret, held)
+	if rec.Secret != odinValue {
+		t.Errorf("record contains %q, Odin has %q: a regenerated value replaced the one Odin may have", rec.Secret, odinValue)
 	}
 	if !rec.Unconfirmed {
 		t.Errorf("record is not marked unconfirmed")
 	}
-	if !strings.Contains(export.String(), held) || !strings.Contains(export.String(), "may have set") {
-		t.Errorf("export %s lacks the value Odin holds or the note that an earlier attempt may have set it", export.String())
+	if !strings.Contains(export.String(), odinValue) || !strings.Contains(export.String(), "may have set") {
+		t.Errorf("export %s lacks the value Odin has or the note that an earlier attempt may have set it", export.String())
 	}
 	if puts != 2 {
 		t.Errorf("Odin got %d PUTs, want 2: no regenerated value after a resend", puts)
@@ -241,10 +244,10 @@ func TestWaitOnLastAttemptRunsAgain(t *testing.T) {
 		t.Fatalf("job %d applied, user %s (%s); want the user applied after the wait", job.Applied, rec.State, rec.Reason)
 	}
 	f.mu.Lock()
-	held := f.current[user]
+	odinValue := f.current[user]
 	f.mu.Unlock()
-	if rec.Secret != held {
-		t.Errorf("record holds %q, Odin holds %q", rec.Secret, held)
+	if rec.Secret != odinValue {
+		t.Errorf("record contains %q, Odin has %q", rec.Secret, odinValue)
 	}
 	if info, err := inspector.GetTaskInfo(tasks.QueueDefault, tasks.UserTaskID("last-wait", user)); err == nil && info.State == asynq.TaskStateArchived {
 		t.Errorf("task archived: %s", info.LastErr)
@@ -280,20 +283,20 @@ func TestFailedAfterLostAnswerShowsValue(t *testing.T) {
 	waitFinished(t, store, "lost-answer", 20*time.Second)
 
 	f.mu.Lock()
-	held := f.current[user]
+	odinValue := f.current[user]
 	f.mu.Unlock()
 	var export strings.Builder
 	if err := store.WriteJSON(t.Context(), "lost-answer", &export); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(export.String(), held) || !strings.Contains(export.String(), "without confirmation") {
-		t.Errorf("export %s lacks the value Odin holds (%s) or the unconfirmed note", export.String(), held)
+	if !strings.Contains(export.String(), odinValue) || !strings.Contains(export.String(), "without confirmation") {
+		t.Errorf("export %s lacks the value Odin has (%s) or the unconfirmed note", export.String(), odinValue)
 	}
 }
 
-// TestLongRetryAfterPausesAtMostMaxFleetPause: a 503 with a Retry-After of one day, as a
+// TestRetryAfterPauseIsCapped: a 503 with a Retry-After of one day, as a
 // proxy's maintenance page may send, pauses the fleet for MaxFleetPause, not a day.
-func TestLongRetryAfterPausesAtMostMaxFleetPause(t *testing.T) {
+func TestRetryAfterPauseIsCapped(t *testing.T) {
 	t.Parallel()
 	f := newScriptedOdin(func(w http.ResponseWriter, n int, value string) {
 		w.Header().Set("Retry-After", "86400")
@@ -328,12 +331,12 @@ func TestLongRetryAfterPausesAtMostMaxFleetPause(t *testing.T) {
 	}
 }
 
-// TestRefusedGeneratorKeepsWrittenAheadUsers: the generator answers two calls with one
-// value each (the first is discarded, since three were asked for), fails transiently
-// until the fan-out gives up for now, then refuses for good. The user whose value was
+// TestRejectingGeneratorKeepsWrittenUsers: the generator returns one value for each of
+// two calls (the first is discarded, since three were requested), fails transiently until
+// the fan-out gives up for now, then rejects every request. The user whose value was
 // written ahead must still be reset, the other two recorded as failed, and the job must
 // complete rather than wait for the sweeper.
-func TestRefusedGeneratorKeepsWrittenAheadUsers(t *testing.T) {
+func TestRejectingGeneratorKeepsWrittenUsers(t *testing.T) {
 	t.Parallel()
 	var (
 		mu   sync.Mutex

@@ -30,7 +30,7 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	}
 	p.Type, _ = results.ParseCredentialType(string(p.Type))
 
-	// From here the record says that the user's value may reach Odin (MaybeSent), so
+	// From here the record shows that the user's value may reach Odin (MaybeSent), so
 	// the export of a cancelled job can tell such users from those never tried.
 	rec, status, err := h.Store.BeginAttempt(ctx, p.JobID, p.UserID)
 	if errors.Is(err, results.ErrNotFound) {
@@ -187,6 +187,8 @@ func (h *Handlers) apply(ctx context.Context, p UserResetPayload, rec results.Us
 			return rec, err
 		}
 		if retried > 0 {
+			// NOTE: conservative. An earlier attempt that failed before its PUT (a SIP
+			// user-name lookup, a crash) sent nothing, yet the user still fails here.
 			return rec, &possiblySetError{err: err}
 		}
 
@@ -204,7 +206,7 @@ func (h *Handlers) apply(ctx context.Context, p UserResetPayload, rec results.Us
 }
 
 // possiblySetError is a password-rule rejection of a value that an earlier attempt may
-// have sent: that attempt ended without a definitive answer (a timeout, a 5xx, a crash).
+// have sent: that attempt ended without a definitive response (a timeout, a 5xx, a crash).
 // If Odin set the value then, the resend is rejected by the history rules, which forbid
 // reusing the current password. Replacing the value would then lose the one Odin holds,
 // so the user is recorded as failed with the value kept and marked unconfirmed.
@@ -266,7 +268,7 @@ func (h *Handlers) fail(ctx context.Context, p UserResetPayload, rec results.Use
 // archives the task instead of retrying it.
 func (h *Handlers) failAttempts(ctx context.Context, p UserResetPayload, rec results.UserRecord, reason string, attempts int, cause error) error {
 	if rec.Secret != "" && (attempts > 1 || (attempts == 1 && !odin.IsPermanent(cause))) {
-		// An attempt without a definitive answer from Odin, this one or an earlier one,
+		// An attempt without a definitive response from Odin, this one or an earlier one,
 		// may have set the value, so the export shows it next to the error.
 		rec.Unconfirmed = true
 	}
@@ -314,7 +316,7 @@ func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue,
 		return err
 	}
 	if strings.HasPrefix(job.Reason, fanOutWaitPrefix) {
-		// The fan-out no longer waits: the users' reasons say why they failed.
+		// The fan-out no longer waits, and the users' reasons explain why they failed.
 		if err := h.Store.SetReason(ctx, p.JobID, ""); err != nil {
 			return err
 		}
@@ -400,7 +402,7 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 		reason := "Odin asked to slow down: " + odinReason(err)
 		if after > MaxFleetPause {
 			// A proxy's error page may ask for hours or days. The fleet tries again after
-			// MaxFleetPause instead: if Odin still refuses, the next answer pauses it again.
+			// MaxFleetPause instead, and if Odin still rejects requests, the next 429 or 503 pauses it again.
 			log.Warn().Dur("retry_after_ms", after).Dur("pause_ms", MaxFleetPause).Msg("Odin's Retry-After is longer than the longest fleet pause; pausing for that instead")
 			after = MaxFleetPause
 		}
@@ -417,7 +419,7 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 
 // odinFailure classifies an Odin error of the fan-out: a *WaitError for pauses, the
 // error itself otherwise, so asynq retries the fan-out from its cursor. Either way the
-// job's reason says why it makes no progress.
+// job's reason explains why it makes no progress.
 func (h *Handlers) odinFailure(ctx context.Context, jobID string, err error) error {
 	if wait := h.waitFor(ctx, jobID, err); wait != nil {
 		return wait

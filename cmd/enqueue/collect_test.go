@@ -244,13 +244,13 @@ func TestResultsDeleteWaitsForTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	refused := runCLI(t, invocation{}, "results", "job-cancelled", "--delete", "--redis-url", rd.URL)
-	if refused.code != exitUsage {
-		t.Fatalf("--delete while the fan-out task waits: %s", refused)
+	rejected := runCLI(t, invocation{}, "results", "job-cancelled", "--delete", "--redis-url", rd.URL)
+	if rejected.code != exitUsage {
+		t.Fatalf("--delete while the fan-out task waits: %s", rejected)
 	}
-	requireStderr(t, refused, "1 of its tasks is still on the workers", "job-cancelled (pending)", "run this again once they are gone")
+	requireStderr(t, rejected, "1 of its tasks is still on the workers", "job-cancelled (pending)", "run this again once they are gone")
 	if _, err := store.Job(context.Background(), "job-cancelled"); err != nil {
-		t.Errorf("the record is gone after a refused --delete: %v", err)
+		t.Errorf("the record is gone after a rejected --delete: %v", err)
 	}
 
 	inspector := asynq.NewInspectorFromRedisClient(rd.Client)

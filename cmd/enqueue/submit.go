@@ -64,12 +64,12 @@ func (a *app) cmdSubmit(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(sub.duplicates) > 0 {
-		once := "reset"
+		action := "reset"
 		if o.dryRun {
-			once = "checked"
+			action = "checked"
 		}
 		fmt.Fprintf(a.stderr, "enqueue: warning: %s removed, each user is %s once: %s\n",
-			plural(len(sub.duplicates), "duplicate user ID", "duplicate user IDs"), once, describeDuplicates(sub.duplicates))
+			plural(len(sub.duplicates), "duplicate user ID", "duplicate user IDs"), action, describeDuplicates(sub.duplicates))
 	}
 	var sealer results.Sealer
 	if o.wait {
@@ -145,11 +145,11 @@ func (o *submitOptions) flags(stdout io.Writer) *flagSet {
 }
 
 // plural returns "1 user" or "n users".
-func plural(n int, one, many string) string {
+func plural(n int, singular, pluralForm string) string {
 	if n == 1 {
-		return "1 " + one
+		return "1 " + singular
 	}
-	return fmt.Sprintf("%d %s", n, many)
+	return fmt.Sprintf("%d %s", n, pluralForm)
 }
 
 // reportSubmission writes to standard error what was submitted and how to follow it.
@@ -168,12 +168,12 @@ func (a *app) reportSubmission(sub submission, result tasks.Submission, waiting 
 		if !sub.startAt.IsZero() {
 			when = ", starting at " + sub.startAt.UTC().Format(time.RFC3339)
 		}
-		what := "submitted job"
+		label := "submitted job"
 		if p.DryRun {
-			what = "submitted dry run"
+			label = "submitted dry run"
 		}
 		fmt.Fprintf(a.stderr, "enqueue: %s %s: %s credential of %s in service provider %s, group %s, priority %s%s\n",
-			what, p.JobID, p.Type, users, p.ServiceProviderID, p.GroupID, p.Priority, when)
+			label, p.JobID, p.Type, users, p.ServiceProviderID, p.GroupID, p.Priority, when)
 		if p.DryRun {
 			fmt.Fprintf(a.stderr, "enqueue: a dry run changes nothing on Odin: \"applied\" users passed the checks, the results say \"ok\" or the reason\n")
 		}

@@ -608,7 +608,7 @@ func sumMatching(family *dto.MetricFamily, want map[string]string) (float64, boo
 }
 
 // TestReadyzRedisHangs points /readyz at a server that accepts connections and never
-// answers: the probe must answer 503 within its 2-second budget, not after go-redis's
+// responds: the probe must return 503 within its 2-second budget, not after go-redis's
 // read and pool timeouts.
 func TestReadyzRedisHangs(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -627,7 +627,7 @@ func TestReadyzRedisHangs(t *testing.T) {
 				return
 			}
 			mu.Lock()
-			conns = append(conns, c) // held open, never answered
+			conns = append(conns, c) // kept open, never responded to
 			mu.Unlock()
 		}
 	}()
@@ -655,8 +655,8 @@ func TestReadyzRedisHangs(t *testing.T) {
 	if status != http.StatusServiceUnavailable {
 		t.Errorf("GET /readyz status = %d, want 503; body: %.200s", status, body)
 	}
-	// The budget is 2 s; without it go-redis holds the probe for its read timeout (3 s)
-	// plus its pool timeout, about 5 s in all. The margin is for a loaded machine.
+	// The budget is 2 s. Without it, go-redis keeps the probe waiting for its read timeout
+	// (3 s) plus its pool timeout, about 5 s in all. The margin is for a loaded machine.
 	if took >= 4500*time.Millisecond {
 		t.Errorf("GET /readyz took %v against a Redis that never answers, want about 2 s", took.Round(time.Millisecond))
 	}

@@ -158,7 +158,7 @@ func sealingName(sealer results.Sealer) string {
 	return "none"
 }
 
-// readyTimeout is how long /readyz waits for Redis to answer a PING.
+// readyTimeout is how long /readyz waits for Redis's reply to a PING.
 const readyTimeout = 2 * time.Second
 
 // startHTTP serves /healthz, /readyz, /metrics and, with credentials, /monitoring.
@@ -171,8 +171,8 @@ func startHTTP(cfg Config, log zerolog.Logger, rdb redis.UniversalClient, redisO
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		// go-redis bounds a command by its read and pool timeouts, not by the context's
-		// deadline, so a Redis that accepts connections but does not answer would hold
-		// the probe for about 5 s. The PING runs on its own and the probe stops waiting.
+		// deadline, so a Redis that accepts connections but never replies would keep the
+		// probe waiting about 5 s. The PING runs on its own and the probe stops waiting.
 		pong := make(chan error, 1)
 		go func() { pong <- rdb.Ping(ctx).Err() }()
 		var err error

@@ -138,17 +138,17 @@ func TestCancelStopsJob(t *testing.T) {
 			if err := json.Unmarshal(export.Bytes(), &rows); err != nil {
 				t.Fatal(err)
 			}
-			shown := 0
+			withValue := 0
 			for _, row := range rows {
 				if row.NewPassword == "" || !strings.HasPrefix(row.Error, "not reset") {
 					continue
 				}
-				shown++
+				withValue++
 				if after[row.UserID] == 0 {
 					t.Errorf("user %s was never sent to Odin, but the export shows its value: %q", row.UserID, row.Error)
 				}
 			}
-			t.Logf("the export shows the value of %d users not reset, each sent at least once", shown)
+			t.Logf("the export shows the value of %d users not reset, each sent at least once", withValue)
 		})
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// inspectionIndex is the answer to GET /_sim/, which the startup line of cmd/odin-sim
-// points to.
+// inspectionIndex is the response body of GET /_sim/, the address the startup line of
+// cmd/odin-sim prints.
 const inspectionIndex = `Odin simulator: inspection endpoints (no token needed)
 
 GET  /_sim/credentials    user ID -> kind -> {value, setCount, history}
