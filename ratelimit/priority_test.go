@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -183,5 +184,46 @@ func TestLowPriorityWaitOneRoundTrip(t *testing.T) {
 	}
 	if got := hook.n.Load() - before; got != calls {
 		t.Errorf("%d low-priority waits sent %d Redis commands, want %d: one round trip each; commands: %v", calls, got, calls, hook.names)
+	}
+}
+
+// TestShortSleepOneRoundTrip runs back-to-back waits at 500 requests per second, each
+// sleeping about 2 ms, with and without the low-priority mark. Each wait must cost one
+// Redis command, and the rate must still hold.
+func TestShortSleepOneRoundTrip(t *testing.T) {
+	for _, low := range []bool{false, true} {
+		t.Run(fmt.Sprintf("low priority %v", low), func(t *testing.T) {
+			r := newTestRedis(t)
+			r.skipOnMiniredis(t) // miniredis's TIME does not advance with the wall clock
+			rdb := r.client(t)
+			hook := &countingHook{}
+			rdb.AddHook(hook)
+			l, err := New(rdb, testOdinURL, Limit{Rate: 500, Burst: 1}, WithKeyPrefix(r.keyPrefix))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			if low {
+				ctx = LowPriority(ctx)
+			}
+			if err := l.Wait(ctx); err != nil { // loads the script
+				t.Fatal(err)
+			}
+			const calls = 20
+			before := hook.n.Load()
+			start := time.Now()
+			for range calls {
+				if err := l.Wait(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			elapsed := time.Since(start)
+			if got := hook.n.Load() - before; got != calls {
+				t.Errorf("%d waits of about 2 ms sent %d Redis commands, want %d: one round trip each; commands: %v", calls, got, calls, hook.names)
+			}
+			if minimum := (calls - 1) * 2 * time.Millisecond; elapsed < minimum {
+				t.Errorf("%d waits at 500 per second took %v, want at least %v", calls, elapsed, minimum)
+			}
+		})
 	}
 }
