@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
 	"github.com/odinreset/odinreset/results"
@@ -50,6 +51,11 @@ type Sweeper struct {
 	Store     *results.Store
 	Client    Enqueuer
 	Inspector *asynq.Inspector
+	// Redis is a client of the Redis database that asynq uses, where a client of another
+	// database would make every task look gone. With it the sweeper reads the task
+	// states of 500 pending users in one pipelined round trip. When it is nil, the
+	// sweeper calls Inspector.GetTaskInfo once per pending user, two round trips each.
+	Redis redis.UniversalClient
 	// StallAfter is how long a job may go without progress before it is inspected.
 	// Default 3 minutes: longer than asynq's crash recovery of 1 to 2 minutes.
 	StallAfter time.Duration
@@ -177,8 +183,25 @@ func (s *Sweeper) SweepJob(ctx context.Context, job results.Job) (int, error) {
 		// Users past the cursor have no task yet: the fan-out enqueues them.
 	}
 
+	n, err := s.repairPendingUsers(ctx, job, queue)
+	repaired += n
+	if err != nil {
+		return repaired, err
+	}
+
+	n, err = s.sweepDevices(ctx, job, queue)
+	repaired += n
+	return repaired, err
+}
+
+// repairPendingUsers runs repairUser's checks on each pending user among the first
+// job.Cursor users, the ones the fan-out has enqueued. With a Redis client it looks the
+// tasks up in batches of taskStateBatch, and without one a user at a time.
+func (s *Sweeper) repairPendingUsers(ctx context.Context, job results.Job, queue string) (int, error) {
+	repaired := 0
+	batch := make([]results.UserRecord, 0, taskStateBatch)
 	limit := job.Cursor
-	err = s.Store.ForEachUser(ctx, job.ID, func(rec results.UserRecord) error {
+	err := s.Store.ForEachUser(ctx, job.ID, func(rec results.UserRecord) error {
 		if limit <= 0 {
 			return errStopIteration
 		}
@@ -186,17 +209,59 @@ func (s *Sweeper) SweepJob(ctx context.Context, job results.Job) (int, error) {
 		if rec.State != results.UserPending {
 			return nil
 		}
-		n, err := s.repairUser(ctx, job, queue, rec)
+		if s.Redis == nil {
+			n, err := s.repairUser(ctx, job, queue, rec)
+			repaired += n
+			return err
+		}
+
+		batch = append(batch, rec)
+		if len(batch) < taskStateBatch {
+			return nil
+		}
+		n, err := s.repairUsers(ctx, job, queue, batch)
 		repaired += n
+		batch = batch[:0]
 		return err
 	})
 	if err != nil && !errors.Is(err, errStopIteration) {
 		return repaired, err
 	}
 
-	n, err := s.sweepDevices(ctx, job, queue)
-	repaired += n
-	return repaired, err
+	n, err := s.repairUsers(ctx, job, queue, batch)
+	return repaired + n, err
+}
+
+// repairUsers reads the task states of pending users in one round trip. It enqueues the
+// tasks that are gone again, and passes users whose task is archived to repairUser, which
+// needs the task's last error and retry count. Tasks in any other state are left alone.
+func (s *Sweeper) repairUsers(ctx context.Context, job results.Job, queue string, recs []results.UserRecord) (int, error) {
+	taskIDs := make([]string, len(recs))
+	for i, rec := range recs {
+		taskIDs[i] = UserTaskID(job.ID, rec.UserID)
+	}
+	states, err := readTaskStates(ctx, s.Redis, queue, taskIDs)
+	if err != nil {
+		return 0, err
+	}
+
+	repaired := 0
+	for i, rec := range recs {
+		switch states[i] {
+		case "":
+			if err := s.enqueueUser(ctx, job, queue, rec.UserID); err != nil {
+				return repaired, err
+			}
+			repaired++
+		case asynq.TaskStateArchived.String():
+			n, err := s.repairUser(ctx, job, queue, rec)
+			repaired += n
+			if err != nil {
+				return repaired, err
+			}
+		}
+	}
+	return repaired, nil
 }
 
 var errStopIteration = errors.New("stop iteration")

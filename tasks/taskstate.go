@@ -1,0 +1,54 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// taskStateBatch is how many tasks the sweeper looks up in one pipelined round trip.
+const taskStateBatch = 500
+
+// asynqTaskKey returns the key of the hash in which asynq v0.25.1 stores a task
+// (internal/base.TaskKey). The hash's "state" field contains the state's name, the string
+// asynq.TaskState.String returns. This layout is internal to asynq, so an upgrade that
+// changes it makes every task look gone. TestSweepJobBatched then fails.
+func asynqTaskKey(queue, taskID string) string {
+	return "asynq:{" + queue + "}:t:" + taskID
+}
+
+// readTaskStates reads the state of each of the given tasks of queue in one pipelined
+// round trip, and returns the states in the order of taskIDs. A state is asynq's name for
+// it ("pending", "archived", ...), and "" means the task does not exist. All keys of one
+// queue share the hash tag {queue}, so a Redis Cluster client sends the pipeline to one
+// node.
+func readTaskStates(ctx context.Context, rdb redis.UniversalClient, queue string, taskIDs []string) ([]string, error) {
+	if len(taskIDs) == 0 {
+		return nil, nil
+	}
+
+	pipe := rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(taskIDs))
+	for i, id := range taskIDs {
+		cmds[i] = pipe.HGet(ctx, asynqTaskKey(queue, id), "state")
+	}
+	// Exec returns the first failed command's error, and a missing task's redis.Nil
+	// counts as one, so each command is checked below instead.
+	_, _ = pipe.Exec(ctx)
+
+	states := make([]string, len(taskIDs))
+	for i, cmd := range cmds {
+		state, err := cmd.Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			// The task is gone: states[i] stays "".
+		case err != nil:
+			return nil, fmt.Errorf("read state of task %q in queue %s: %w", taskIDs[i], queue, err)
+		default:
+			states[i] = state
+		}
+	}
+	return states, nil
+}
