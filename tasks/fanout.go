@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -161,29 +162,45 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 		return nil
 	}
 
-	// Each enqueue is one Redis round trip. Sent one after the other they made the
-	// fan-out of a large job slower than the workers resetting its users, so a few are
-	// kept in flight at once.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(enqueueParallelism)
+	users := make([]string, 0, len(recs))
 	for _, rec := range recs {
-		if rec.State != results.UserPending {
-			continue
+		if rec.State == results.UserPending {
+			users = append(users, rec.UserID)
 		}
+	}
+	return h.enqueueUsers(ctx, p, queue, users)
+}
+
+// enqueueUsers enqueues one reset:user task per user, with enqueueParallelism enqueues
+// (one Redis round trip each) in flight. The goroutines start once per chunk rather than
+// once per task, because each new goroutine grows its stack on its first enqueue.
+func (h *Handlers) enqueueUsers(ctx context.Context, p BulkResetPayload, queue string, users []string) error {
+	userTasks := make([]*asynq.Task, len(users))
+	for i, userID := range users {
 		task, err := NewUserResetTask(UserResetPayload{
-			JobID: p.JobID, UserID: rec.UserID, Type: p.Type,
+			JobID: p.JobID, UserID: userID, Type: p.Type,
 			ServiceProviderID: p.ServiceProviderID, GroupID: p.GroupID,
 		}, queue)
 		if err != nil {
-			_ = g.Wait()
 			return err
 		}
+		userTasks[i] = task
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	var next atomic.Int64
+	for range min(enqueueParallelism, len(userTasks)) {
 		g.Go(func() error {
-			_, err := h.Client.EnqueueContext(gctx, task)
-			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-				return fmt.Errorf("enqueue reset of user %q: %w", rec.UserID, err)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(userTasks) {
+					return nil
+				}
+				_, err := h.Client.EnqueueContext(gctx, userTasks[i])
+				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+					return fmt.Errorf("enqueue reset of user %q: %w", users[i], err)
+				}
 			}
-			return nil
 		})
 	}
 	return g.Wait()
