@@ -13,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/odinreset/odinreset/internal/worker"
 	"github.com/odinreset/odinreset/odin"
 	"github.com/odinreset/odinreset/results"
 	"github.com/odinreset/odinreset/tasks"
@@ -41,13 +42,14 @@ const noopEnqueueParallelism = 16
 
 // runNoop measures asynq alone on the batch's Redis: n tasks with the options and payload
 // size of a reset:user task, run by servers asynq servers of concurrency goroutines each,
-// in this process. With workerQueues the servers poll the worker's three queues with
-// strict priority, and the tasks go to the default queue as reset:user tasks do.
-// Without it they use a single queue.
+// in this process. With workerQueues each of those servers is a pair, as in a worker: one
+// for the urgent queue and one for the default and low queues with strict priority. The
+// tasks then go to the default queue, as reset:user tasks do. Without workerQueues the
+// servers use a single queue. In both cases they poll as often as the worker's do.
 func runNoop(ctx context.Context, rs *redisServer, n, servers, concurrency int, workerQueues bool) (noopResult, error) {
-	queues, queue := map[string]int{noopQueue: 1}, noopQueue
+	layout, queue := []map[string]int{{noopQueue: 1}}, noopQueue
 	if workerQueues {
-		queues, queue = tasks.Queues(), tasks.QueueDefault
+		layout, queue = []map[string]int{tasks.UrgentQueues(), tasks.BatchQueues()}, tasks.QueueDefault
 	}
 
 	var processed atomic.Int64
@@ -69,17 +71,20 @@ func runNoop(ctx context.Context, rs *redisServer, n, servers, concurrency int, 
 		wg.Wait()
 	}()
 	for range servers {
-		srv := asynq.NewServer(rs.asynqOpt(), asynq.Config{
-			Concurrency:    concurrency,
-			Queues:         queues,
-			StrictPriority: workerQueues,
-			Logger:         quietLogger{},
-			LogLevel:       asynq.ErrorLevel,
-		})
-		if err := srv.Start(mux); err != nil {
-			return noopResult{}, fmt.Errorf("start asynq no-op server: %w", err)
+		for _, queues := range layout {
+			srv := asynq.NewServer(rs.asynqOpt(), asynq.Config{
+				Concurrency:       concurrency,
+				Queues:            queues,
+				StrictPriority:    true,
+				TaskCheckInterval: worker.TaskCheckInterval,
+				Logger:            quietLogger{},
+				LogLevel:          asynq.ErrorLevel,
+			})
+			if err := srv.Start(mux); err != nil {
+				return noopResult{}, fmt.Errorf("start asynq no-op server: %w", err)
+			}
+			started = append(started, srv)
 		}
-		started = append(started, srv)
 	}
 
 	client := asynq.NewClient(rs.asynqOpt())

@@ -34,8 +34,8 @@ const (
 	TypeSweep     = "reset:sweep"
 )
 
-// Queue names, one per priority. The worker serves them with strict priority, so a
-// high-priority job is picked before any waiting low-priority task.
+// Queue names, one per priority. The worker serves QueueHigh on an asynq server of its
+// own, and QueueDefault before QueueLow, with strict priority, on a second one.
 const (
 	QueueHigh    = "reset-high"
 	QueueDefault = "reset-default"
@@ -62,10 +62,21 @@ func QueueFor(priority string) (string, error) {
 	return "", fmt.Errorf("invalid priority %q: use high, default or low", priority)
 }
 
-// Queues returns the queue weights for asynq.Config.Queues. With StrictPriority the
-// weights only order the queues.
+// Queues returns every queue of the worker with its weight for asynq.Config.Queues.
+// With StrictPriority the weights only order the queues.
 func Queues() map[string]int {
 	return map[string]int{QueueHigh: 6, QueueDefault: 3, QueueLow: 1}
+}
+
+// UrgentQueues returns the queues of the worker's urgent server: QueueHigh alone.
+func UrgentQueues() map[string]int {
+	return map[string]int{QueueHigh: 1}
+}
+
+// BatchQueues returns the queues of the worker's batch server, QueueDefault before
+// QueueLow with StrictPriority.
+func BatchQueues() map[string]int {
+	return map[string]int{QueueDefault: 3, QueueLow: 1}
 }
 
 // Limits on what a payload may contain.

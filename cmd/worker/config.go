@@ -36,7 +36,8 @@ type Config struct {
 	RateLimit float64
 	// RateBurst is how many requests may go out back to back. Default 1.
 	RateBurst int
-	// Concurrency is how many tasks this process runs at once. Default 20.
+	// Concurrency is how many tasks this process runs at once for batch jobs, and again
+	// for urgent (high-priority) jobs. Default 20.
 	Concurrency int
 	// ShutdownTimeout is how long SIGTERM lets running tasks finish. Default 40s, more
 	// than OdinTimeout so an in-flight Odin call can complete and be recorded.
@@ -114,7 +115,7 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 	fs.DurationVar(&c.OdinTimeout, "odin-timeout", c.OdinTimeout, "timeout of one Odin request (env ODIN_TIMEOUT)")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "Odin requests per second for the whole fleet of workers (env ODIN_RATE_LIMIT)")
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "Odin requests that may go out back to back (env ODIN_RATE_BURST)")
-	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "tasks this process runs at once (env WORKER_CONCURRENCY)")
+	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "tasks this process runs at once, for batch jobs and again for high-priority jobs (env WORKER_CONCURRENCY)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running tasks get to finish on SIGTERM (env SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.LoginCooldown, "login-cooldown", c.LoginCooldown, "pause of every worker after a failed Odin login (env ODIN_LOGIN_COOLDOWN)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often the fleet looks for stalled jobs (env SWEEP_INTERVAL)")

@@ -1,6 +1,6 @@
 // Package policytest proves the fleet policies of the reset worker end to end, on real
 // Redis: the fleet-wide rate limit and the pause after a 429, the failure policy (failed
-// Odin logins, Odin outages, cancellation), strict queue priorities, the stalled-job
+// Odin logins, Odin outages, cancellation), queue priorities, the stalled-job
 // sweeper, and the Redis checks the worker runs at start.
 //
 // The package holds only tests. Claims about processes run the cmd/worker, cmd/odin-sim

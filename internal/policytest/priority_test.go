@@ -16,7 +16,7 @@ import (
 // TestHighPriorityNotStarved submits a 20,000-user low-priority batch with enqueue to
 // three worker processes of concurrency 20, and while it runs submits one-user jobs of
 // each credential type with --priority high. Each of them must complete within 5
-// seconds: the workers pick high-priority tasks first, and the rate limiter keeps the
+// seconds: the workers run high-priority tasks on slots of their own, and the rate limiter keeps the
 // slots past its headroom free for them although 60 low-priority tasks wait for slots.
 func TestHighPriorityNotStarved(t *testing.T) {
 	const (
