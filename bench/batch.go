@@ -56,7 +56,7 @@ type batchResult struct {
 	TaskHashes int `json:"asynqTaskHashes"`
 
 	// Noop is the no-op baseline on one queue, NoopWorkerQueues the one on the worker's
-	// three queues with strict priority.
+	// queues, with a worker's pair of servers.
 	Noop             *noopResult       `json:"noop,omitempty"`
 	NoopWorkerQueues *noopResult       `json:"noopWorkerQueues,omitempty"`
 	Sequential       *sequentialResult `json:"sequential,omitempty"`

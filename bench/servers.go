@@ -251,8 +251,8 @@ type workerConfig struct {
 	extraEnv []string
 }
 
-// startWorkers starts n cmd/worker processes and waits until each has registered its
-// asynq server in Redis.
+// startWorkers starts n cmd/worker processes and waits until each has registered both
+// its asynq servers (urgent and batch) in Redis.
 func startWorkers(ctx context.Context, bin, dir string, n int, cfg workerConfig, rs *redisServer) ([]*proc, error) {
 	env := []string{
 		"REDIS_URL=" + cfg.redisURL,
@@ -283,17 +283,18 @@ func startWorkers(ctx context.Context, bin, dir string, n int, cfg workerConfig,
 	inspector := asynq.NewInspector(rs.asynqOpt())
 	defer inspector.Close()
 	for _, p := range workers {
-		err := waitFor(ctx, p, 30*time.Second, "asynq server registration", func() bool {
+		err := waitFor(ctx, p, 30*time.Second, "registration of both asynq servers", func() bool {
 			servers, err := inspector.Servers()
 			if err != nil {
 				return false
 			}
+			registered := 0
 			for _, s := range servers {
 				if s.PID == p.pid() {
-					return true
+					registered++
 				}
 			}
-			return false
+			return registered == 2
 		})
 		if err != nil {
 			stopAll(workers)
