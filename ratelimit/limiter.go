@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -409,7 +410,7 @@ func (e *RedisError) Unwrap() error { return e.Err }
 // normalizeKey returns the limiter key for key. An absolute http or https URL is
 // normalised, so workers that spell the same Odin differently (ODIN.example.com,
 // odin.example.com:443/api/v2/) share one limit: the scheme and host are lower-cased, a
-// default port and trailing slashes are dropped. Any other key is only trimmed of
+// default port is dropped, and the path is cleaned ("/./", "//", "..", trailing slashes). Any other key is only trimmed of
 // surrounding spaces and trailing slashes.
 func normalizeKey(key string) string {
 	key = strings.TrimRight(strings.TrimSpace(key), "/")
@@ -421,8 +422,10 @@ func normalizeKey(key string) string {
 	if port := u.Port(); (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
 		u.Host = strings.TrimSuffix(u.Host, ":"+port)
 	}
-	u.Path = strings.TrimRight(u.Path, "/")
-	u.RawPath = strings.TrimRight(u.RawPath, "/")
+	if u.Path != "" {
+		u.Path = strings.TrimRight(path.Clean(u.Path), "/")
+	}
+	u.RawPath = ""
 	return u.String()
 }
 

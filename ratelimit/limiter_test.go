@@ -491,6 +491,10 @@ func TestSpellingsOfOneOdinShareALimit(t *testing.T) {
 		"HTTPS://ODIN.example.com/api/v2",
 		"https://odin.example.com:443/api/v2",
 		" https://odin.example.com/api/v2 ",
+		"https://odin.example.com/./api/v2",
+		"https://odin.example.com//api//v2",
+		"https://odin.example.com/api/x/../v2",
+		"https://odin.example.com/api/%76%32",
 	} {
 		l, err := New(rdb, spelling, limit)
 		if err != nil {
