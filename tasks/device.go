@@ -534,23 +534,37 @@ func (s *Sweeper) sweepDevices(ctx context.Context, job results.Job, queue strin
 
 	repaired := 0
 	if progress.Lookups > 0 {
+		lookups := &taskBatch[results.UserRecord]{
+			sweeper: s, queue: queue,
+			taskID: func(rec results.UserRecord) string { return UserTaskID(job.ID, rec.UserID) },
+			repair: func(rec results.UserRecord) (int, error) { return s.repairLookup(ctx, job, queue, rec) },
+		}
 		err = s.Store.ForEachUser(ctx, job.ID, func(rec results.UserRecord) error {
 			if rec.State != results.UserApplied || rec.Device != "" {
 				return nil
 			}
-			n, err := s.repairLookup(ctx, job, queue, rec)
-			repaired += n
-			return err
+			return lookups.add(ctx, rec)
 		})
+		if err == nil {
+			err = lookups.flush(ctx)
+		}
+		repaired = lookups.repaired
 	} else {
+		steps := &taskBatch[results.DeviceRecord]{
+			sweeper: s, queue: queue,
+			taskID: func(dev results.DeviceRecord) string { return DeviceStepTaskID(job.ID, dev.Name) },
+			repair: func(dev results.DeviceRecord) (int, error) { return s.repairDeviceStep(ctx, job, queue, dev) },
+		}
 		err = s.Store.ForEachDevice(ctx, job.ID, func(dev results.DeviceRecord) error {
 			if dev.Done {
 				return nil
 			}
-			n, err := s.repairDeviceStep(ctx, job, queue, dev)
-			repaired += n
-			return err
+			return steps.add(ctx, dev)
 		})
+		if err == nil {
+			err = steps.flush(ctx)
+		}
+		repaired = steps.repaired
 	}
 	if err != nil {
 		return repaired, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -51,4 +52,58 @@ func readTaskStates(ctx context.Context, rdb redis.UniversalClient, queue string
 		}
 	}
 	return states, nil
+}
+
+// taskBatch collects items of a stalled job whose tasks the sweeper may have to repair,
+// and passes to repair only those whose task is gone or archived. It reads the task states
+// taskStateBatch at a time. Without a Redis client every item goes to repair, which then
+// looks its task up alone.
+type taskBatch[T any] struct {
+	sweeper  *Sweeper
+	queue    string
+	taskID   func(T) string
+	repair   func(T) (int, error)
+	items    []T
+	repaired int
+}
+
+// add queues item and repairs the queued items once taskStateBatch are queued.
+func (b *taskBatch[T]) add(ctx context.Context, item T) error {
+	b.items = append(b.items, item)
+	if len(b.items) < taskStateBatch {
+		return nil
+	}
+	return b.flush(ctx)
+}
+
+// flush repairs the queued items whose task is gone or archived.
+func (b *taskBatch[T]) flush(ctx context.Context) error {
+	items := b.items
+	b.items = b.items[:0]
+	if len(items) == 0 {
+		return nil
+	}
+
+	var states []string
+	if b.sweeper.Redis != nil {
+		taskIDs := make([]string, len(items))
+		for i, item := range items {
+			taskIDs[i] = b.taskID(item)
+		}
+		var err error
+		if states, err = readTaskStates(ctx, b.sweeper.Redis, b.queue, taskIDs); err != nil {
+			return err
+		}
+	}
+	for i, item := range items {
+		if states != nil && states[i] != "" && states[i] != asynq.TaskStateArchived.String() {
+			continue // the task is alive
+		}
+		n, err := b.repair(item)
+		b.repaired += n
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
