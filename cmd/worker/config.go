@@ -21,6 +21,8 @@ type Config struct {
 	// Redis selects the Redis deployment: REDIS_URL, or REDIS_SENTINEL_ADDRS with
 	// REDIS_SENTINEL_MASTER, or REDIS_CLUSTER_ADDRS (see redisconn.FromEnv).
 	Redis redisconn.Config
+	// redisURLFromFlag is true when --redis-url set Redis.URL, so messages name the flag.
+	redisURLFromFlag bool
 	// OdinBaseURL is Odin's API root, like https://odin.example.com/api/v2.
 	OdinBaseURL string
 	// OdinUsername logs in to Odin; the password comes from ODIN_PASSWORD or
@@ -145,20 +147,44 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 		if c.Redis, err = redisconn.FromEnv(getenv, redisURL); err != nil {
 			problems = append(problems, err.Error())
 		}
+		c.redisURLFromFlag = redisURL != ""
 	}
 	if c.monitoringPassword, _, err = secrets.FromEnvOrFile(getenv, "MONITORING_PASSWORD"); err != nil {
 		problems = append(problems, err.Error())
 	}
 
-	problems = append(problems, c.validate()...)
+	setFlags := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { setFlags[f.Name] = true })
+	problems = append(problems, c.validate(settingNames{flags: setFlags, getenv: getenv})...)
 	if len(problems) > 0 {
 		return Config{}, &usageError{errors.New("invalid configuration:\n  - " + strings.Join(problems, "\n  - "))}
 	}
 	return c, nil
 }
 
-// validate returns one problem per bad setting, each naming the setting and the fix.
-func (c Config) validate() []string {
+// settingNames names a setting in problem messages after where its value came from.
+type settingNames struct {
+	// flags contains the names, without dashes, of the flags on the command line.
+	flags  map[string]bool
+	getenv secrets.Getenv
+}
+
+// of returns the flag's name when the command line sets it, because the flag wins, and
+// the environment variable's name when only that is set. A default value or a missing
+// setting gets both names, since either place can fix it.
+func (n settingNames) of(flagName, envName string) string {
+	if n.flags[flagName] {
+		return "--" + flagName
+	}
+	if n.getenv != nil && n.getenv(envName) != "" {
+		return envName
+	}
+	return "--" + flagName + " / " + envName
+}
+
+// validate returns one problem per bad setting, each naming the setting as names does
+// and the fix.
+func (c Config) validate(names settingNames) []string {
 	var p []string
 	if c.Demo {
 		switch strings.ToLower(c.DemoType) {
@@ -171,60 +197,62 @@ func (c Config) validate() []string {
 		}
 	} else {
 		if c.OdinBaseURL == "" {
-			p = append(p, "ODIN_BASE_URL is missing: set it to Odin's API root, like https://odin.example.com/api/v2")
+			p = append(p, names.of("odin-url", "ODIN_BASE_URL")+" is missing: set it to Odin's API root, like https://odin.example.com/api/v2")
 		} else if u, err := url.Parse(c.OdinBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p = append(p, fmt.Sprintf("ODIN_BASE_URL %q is invalid: use an absolute http:// or https:// URL like https://odin.example.com/api/v2", c.OdinBaseURL))
+			p = append(p, fmt.Sprintf("%s %q is invalid: use an absolute http:// or https:// URL like https://odin.example.com/api/v2",
+				names.of("odin-url", "ODIN_BASE_URL"), c.OdinBaseURL))
 		} else if u.User != nil {
-			p = append(p, "ODIN_BASE_URL must not contain credentials: set ODIN_USERNAME and ODIN_PASSWORD instead")
+			p = append(p, names.of("odin-url", "ODIN_BASE_URL")+" must not contain credentials: set ODIN_USERNAME and ODIN_PASSWORD instead")
 		}
 		if c.OdinUsername == "" {
-			p = append(p, "ODIN_USERNAME is missing: set it to the Odin admin user name")
+			p = append(p, names.of("odin-username", "ODIN_USERNAME")+" is missing: set it to the Odin admin user name")
 		}
 		if c.odinPassword == "" && !c.odinPasswordReported {
 			p = append(p, "ODIN_PASSWORD is missing: set ODIN_PASSWORD or ODIN_PASSWORD_FILE (a file holding only the password)")
 		}
 	}
 	if c.RateLimit <= 0 || c.RateLimit > 10000 {
-		p = append(p, fmt.Sprintf("ODIN_RATE_LIMIT %g is out of range: use requests per second from 0.01 to 10000", c.RateLimit))
+		p = append(p, fmt.Sprintf("%s %g is out of range: use requests per second from 0.01 to 10000", names.of("rate-limit", "ODIN_RATE_LIMIT"), c.RateLimit))
 	}
 	if c.RateBurst < 1 || c.RateBurst > 1000 {
-		p = append(p, fmt.Sprintf("ODIN_RATE_BURST %d is out of range: use 1 to 1000", c.RateBurst))
+		p = append(p, fmt.Sprintf("%s %d is out of range: use 1 to 1000", names.of("rate-burst", "ODIN_RATE_BURST"), c.RateBurst))
 	}
 	if c.Concurrency < 1 || c.Concurrency > 1000 {
-		p = append(p, fmt.Sprintf("WORKER_CONCURRENCY %d is out of range: use 1 to 1000", c.Concurrency))
+		p = append(p, fmt.Sprintf("%s %d is out of range: use 1 to 1000", names.of("concurrency", "WORKER_CONCURRENCY"), c.Concurrency))
 	}
 	if c.OdinTimeout < time.Second || c.OdinTimeout > 10*time.Minute {
-		p = append(p, fmt.Sprintf("ODIN_TIMEOUT %s is out of range: use 1s to 10m", c.OdinTimeout))
+		p = append(p, fmt.Sprintf("%s %s is out of range: use 1s to 10m", names.of("odin-timeout", "ODIN_TIMEOUT"), c.OdinTimeout))
 	}
 	if c.ShutdownTimeout <= c.OdinTimeout {
-		p = append(p, fmt.Sprintf("SHUTDOWN_TIMEOUT %s must be longer than ODIN_TIMEOUT %s, so an Odin call in flight at shutdown can finish and be recorded", c.ShutdownTimeout, c.OdinTimeout))
+		p = append(p, fmt.Sprintf("%s %s must be longer than %s %s, so an Odin call in flight at shutdown can finish and be recorded",
+			names.of("shutdown-timeout", "SHUTDOWN_TIMEOUT"), c.ShutdownTimeout, names.of("odin-timeout", "ODIN_TIMEOUT"), c.OdinTimeout))
 	}
 	if c.LoginCooldown < time.Second || c.LoginCooldown > time.Hour {
-		p = append(p, fmt.Sprintf("ODIN_LOGIN_COOLDOWN %s is out of range: use 1s to 1h", c.LoginCooldown))
+		p = append(p, fmt.Sprintf("%s %s is out of range: use 1s to 1h", names.of("login-cooldown", "ODIN_LOGIN_COOLDOWN"), c.LoginCooldown))
 	}
 	if c.SweepInterval < time.Second || c.SweepInterval > time.Hour {
-		p = append(p, fmt.Sprintf("SWEEP_INTERVAL %s is out of range: use 1s to 1h", c.SweepInterval))
+		p = append(p, fmt.Sprintf("%s %s is out of range: use 1s to 1h", names.of("sweep-interval", "SWEEP_INTERVAL"), c.SweepInterval))
 	}
 	if c.StallAfter < 10*time.Second || c.StallAfter > 24*time.Hour {
-		p = append(p, fmt.Sprintf("STALL_AFTER %s is out of range: use 10s to 24h", c.StallAfter))
+		p = append(p, fmt.Sprintf("%s %s is out of range: use 10s to 24h", names.of("stall-after", "STALL_AFTER"), c.StallAfter))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		p = append(p, fmt.Sprintf("LOG_LEVEL %q is invalid: use debug, info, warn or error", c.LogLevel))
+		p = append(p, fmt.Sprintf("%s %q is invalid: use debug, info, warn or error", names.of("log-level", "LOG_LEVEL"), c.LogLevel))
 	}
 	switch c.LogFormat {
 	case "json", "console", "auto":
 	default:
-		p = append(p, fmt.Sprintf("LOG_FORMAT %q is invalid: use json, console or auto", c.LogFormat))
+		p = append(p, fmt.Sprintf("%s %q is invalid: use json, console or auto", names.of("log-format", "LOG_FORMAT"), c.LogFormat))
 	}
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-			p = append(p, fmt.Sprintf("HTTP_ADDR %q is invalid: use host:port, like 127.0.0.1:8080 or :8080", c.HTTPAddr))
+			p = append(p, fmt.Sprintf("%s %q is invalid: use host:port, like 127.0.0.1:8080 or :8080", names.of("http-addr", "HTTP_ADDR"), c.HTTPAddr))
 		}
 	}
 	if (c.MonitoringUser == "") != (c.monitoringPassword == "") {
-		p = append(p, "set both MONITORING_USER and MONITORING_PASSWORD (or MONITORING_PASSWORD_FILE) to turn the dashboard on, or neither")
+		p = append(p, "set both "+names.of("monitoring-user", "MONITORING_USER")+" and MONITORING_PASSWORD (or MONITORING_PASSWORD_FILE) to turn the dashboard on, or neither")
 	}
 	return p
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,26 @@ func TestParseConfigFlagsOverrideEnv(t *testing.T) {
 	}
 }
 
+func TestParseConfigFlagFixesEnv(t *testing.T) {
+	t.Parallel()
+	env := with(baseEnv(t), "ODIN_RATE_LIMIT", "0", "WORKER_CONCURRENCY", "0", "LOG_LEVEL", "loud")
+	args := []string{"--rate-limit", "3", "--concurrency", "4", "--log-level", "warn"}
+
+	cfg, err := parseConfig(args, mapEnv(env), &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parseConfig rejected environment values that flags replace: %v", err)
+	}
+	if cfg.RateLimit != 3 {
+		t.Errorf("RateLimit = %g, want 3 from --rate-limit", cfg.RateLimit)
+	}
+	if cfg.Concurrency != 4 {
+		t.Errorf("Concurrency = %d, want 4 from --concurrency", cfg.Concurrency)
+	}
+	if cfg.LogLevel != "warn" {
+		t.Errorf("LogLevel = %q, want warn from --log-level", cfg.LogLevel)
+	}
+}
+
 func TestParseConfigInvalid(t *testing.T) {
 	t.Parallel()
 	missingFile := filepath.Join(t.TempDir(), "missing")
@@ -144,18 +165,23 @@ func TestParseConfigInvalid(t *testing.T) {
 		env  []string // changes to baseEnv: name, value ("" removes it)
 		args []string
 		want []string
+		// notWant must not appear in the error, for example the name of a setting the
+		// user did not set.
+		notWant []string
 		// secret must not appear in the error or the usage output.
 		secret string
 	}{
 		{name: "no Redis", env: []string{"REDIS_URL", ""}, want: []string{"no Redis configured", "REDIS_URL"}},
 		{name: "Redis URL scheme", env: []string{"REDIS_URL", "http://:redis-secret@localhost:6379"},
 			want: []string{"invalid REDIS_URL", "redis://"}, secret: "redis-secret"},
-		{name: "no Odin URL", env: []string{"ODIN_BASE_URL", ""}, want: []string{"ODIN_BASE_URL is missing"}},
+		{name: "no Odin URL", env: []string{"ODIN_BASE_URL", ""}, want: []string{"--odin-url / ODIN_BASE_URL is missing"}},
 		{name: "Odin URL not HTTP", env: []string{"ODIN_BASE_URL", "odin.example.com/api/v2"},
 			want: []string{`ODIN_BASE_URL "odin.example.com/api/v2" is invalid`, "https://"}},
+		{name: "Odin URL flag not HTTP", args: []string{"--odin-url", "odin.example.com"},
+			want: []string{`--odin-url "odin.example.com" is invalid`}, notWant: []string{"ODIN_BASE_URL \""}},
 		{name: "Odin URL with credentials", env: []string{"ODIN_BASE_URL", "https://admin:url-secret@odin.example.com/api/v2"},
 			want: []string{"ODIN_BASE_URL must not contain credentials", "ODIN_PASSWORD"}, secret: "url-secret"},
-		{name: "no Odin user", env: []string{"ODIN_USERNAME", ""}, want: []string{"ODIN_USERNAME is missing"}},
+		{name: "no Odin user", env: []string{"ODIN_USERNAME", ""}, want: []string{"--odin-username / ODIN_USERNAME is missing"}},
 		{name: "no Odin password", env: []string{"ODIN_PASSWORD", ""}, want: []string{"ODIN_PASSWORD is missing", "ODIN_PASSWORD_FILE"}},
 		{name: "Odin password twice", env: []string{"ODIN_PASSWORD_FILE", "/run/secrets/odin"},
 			want: []string{"both ODIN_PASSWORD and ODIN_PASSWORD_FILE are set"}, secret: "odin-admin-secret"},
@@ -164,31 +190,52 @@ func TestParseConfigInvalid(t *testing.T) {
 		{name: "Odin password as a flag", args: []string{"--odin-password", "flag-secret"},
 			want: []string{"flag provided but not defined: -odin-password"}},
 		{name: "rate not a number", env: []string{"ODIN_RATE_LIMIT", "fast"}, want: []string{`ODIN_RATE_LIMIT="fast" is not a number`}},
-		{name: "rate zero", env: []string{"ODIN_RATE_LIMIT", "0"}, want: []string{"ODIN_RATE_LIMIT 0 is out of range"}},
-		{name: "burst zero", args: []string{"--rate-burst", "0"}, want: []string{"ODIN_RATE_BURST 0 is out of range: use 1 to 1000"}},
+		{name: "rate zero", env: []string{"ODIN_RATE_LIMIT", "0"}, want: []string{"ODIN_RATE_LIMIT 0 is out of range"}, notWant: []string{"--rate-limit"}},
+		{name: "rate flag zero", args: []string{"--rate-limit", "0"},
+			want: []string{"--rate-limit 0 is out of range: use requests per second from 0.01 to 10000"}, notWant: []string{"ODIN_RATE_LIMIT"}},
+		{name: "rate flag zero over env", env: []string{"ODIN_RATE_LIMIT", "5"}, args: []string{"--rate-limit", "0"},
+			want: []string{"--rate-limit 0 is out of range"}, notWant: []string{"ODIN_RATE_LIMIT"}},
+		{name: "burst zero", args: []string{"--rate-burst", "0"}, want: []string{"--rate-burst 0 is out of range: use 1 to 1000"}, notWant: []string{"ODIN_RATE_BURST"}},
+		{name: "burst env zero", env: []string{"ODIN_RATE_BURST", "0"}, want: []string{"ODIN_RATE_BURST 0 is out of range"}, notWant: []string{"--rate-burst"}},
 		{name: "concurrency too high", env: []string{"WORKER_CONCURRENCY", "1001"}, want: []string{"WORKER_CONCURRENCY 1001 is out of range"}},
+		{name: "concurrency flag too high", args: []string{"--concurrency", "1001"}, want: []string{"--concurrency 1001 is out of range"}},
 		{name: "concurrency not a number", env: []string{"WORKER_CONCURRENCY", "ten"}, want: []string{`WORKER_CONCURRENCY="ten" is not a whole number`}},
 		{name: "timeout without unit", env: []string{"ODIN_TIMEOUT", "30"}, want: []string{`ODIN_TIMEOUT="30" is not a duration`, "30s"}},
 		{name: "timeout too short", env: []string{"ODIN_TIMEOUT", "500ms"}, want: []string{"ODIN_TIMEOUT 500ms is out of range: use 1s to 10m"}},
+		{name: "timeout flag too short", args: []string{"--odin-timeout", "500ms"}, want: []string{"--odin-timeout 500ms is out of range"}},
 		{name: "shutdown not above timeout", env: []string{"ODIN_TIMEOUT", "30s", "SHUTDOWN_TIMEOUT", "30s"},
 			want: []string{"SHUTDOWN_TIMEOUT 30s must be longer than ODIN_TIMEOUT 30s"}},
+		{name: "default shutdown not above timeout", env: []string{"ODIN_TIMEOUT", "1m"},
+			want: []string{"--shutdown-timeout / SHUTDOWN_TIMEOUT 40s must be longer than ODIN_TIMEOUT 1m0s"}},
+		{name: "shutdown not above timeout flag", env: []string{"SHUTDOWN_TIMEOUT", "40s"}, args: []string{"--odin-timeout", "45s"},
+			want: []string{"SHUTDOWN_TIMEOUT 40s must be longer than --odin-timeout 45s"}},
 		{name: "cooldown too long", env: []string{"ODIN_LOGIN_COOLDOWN", "2h"}, want: []string{"ODIN_LOGIN_COOLDOWN 2h0m0s is out of range"}},
+		{name: "cooldown flag too long", args: []string{"--login-cooldown", "2h"}, want: []string{"--login-cooldown 2h0m0s is out of range"}},
 		{name: "sweep interval too short", env: []string{"SWEEP_INTERVAL", "100ms"}, want: []string{"SWEEP_INTERVAL 100ms is out of range: use 1s to 1h"}},
-		{name: "stall too short", args: []string{"--stall-after", "5s"}, want: []string{"STALL_AFTER 5s is out of range: use 10s to 24h"}},
+		{name: "sweep interval flag too short", args: []string{"--sweep-interval", "100ms"}, want: []string{"--sweep-interval 100ms is out of range"}},
+		{name: "stall too short", args: []string{"--stall-after", "5s"}, want: []string{"--stall-after 5s is out of range: use 10s to 24h"}, notWant: []string{"STALL_AFTER"}},
+		{name: "stall env too short", env: []string{"STALL_AFTER", "5s"}, want: []string{"STALL_AFTER 5s is out of range"}},
 		{name: "plaintext not a boolean", env: []string{"INSECURE_PLAINTEXT_RESULTS", "maybe"},
 			want: []string{`INSECURE_PLAINTEXT_RESULTS="maybe" is not a boolean`}},
 		{name: "log level", env: []string{"LOG_LEVEL", "trace"}, want: []string{`LOG_LEVEL "trace" is invalid: use debug, info, warn or error`}},
-		{name: "log format", args: []string{"--log-format", "xml"}, want: []string{`LOG_FORMAT "xml" is invalid`}},
+		{name: "log level flag", args: []string{"--log-level", "trace"}, want: []string{`--log-level "trace" is invalid`}},
+		{name: "log format", args: []string{"--log-format", "xml"}, want: []string{`--log-format "xml" is invalid`}, notWant: []string{"LOG_FORMAT"}},
+		{name: "log format env", env: []string{"LOG_FORMAT", "xml"}, want: []string{`LOG_FORMAT "xml" is invalid`}},
 		{name: "HTTP address without port", env: []string{"HTTP_ADDR", "8080"}, want: []string{`HTTP_ADDR "8080" is invalid`, "host:port"}},
+		{name: "HTTP address flag without port", args: []string{"--http-addr", "8080"}, want: []string{`--http-addr "8080" is invalid`}},
 		{name: "dashboard user without password", env: []string{"MONITORING_USER", "ops"},
 			want: []string{"set both MONITORING_USER and MONITORING_PASSWORD"}},
 		{name: "dashboard password without user", env: []string{"MONITORING_PASSWORD", "dash-secret"},
-			want: []string{"set both MONITORING_USER and MONITORING_PASSWORD"}, secret: "dash-secret"},
+			want: []string{"set both --monitoring-user / MONITORING_USER and MONITORING_PASSWORD"}, secret: "dash-secret"},
+		{name: "dashboard user flag without password", args: []string{"--monitoring-user", "ops"},
+			want: []string{"set both --monitoring-user and MONITORING_PASSWORD"}},
 		{name: "argument", args: []string{"start"}, want: []string{`unexpected argument "start": the worker takes only flags`}},
 		{name: "demo type", args: []string{"--demo", "--demo-type", "fax"}, want: []string{`--demo-type "fax" is invalid`}},
 		{name: "demo users", args: []string{"--demo", "--demo-users", "0"}, want: []string{"--demo-users 0 is out of range"}},
 		{name: "every problem at once", env: []string{"ODIN_USERNAME", "", "LOG_LEVEL", "loud", "WORKER_CONCURRENCY", "0"},
 			want: []string{"ODIN_USERNAME is missing", `LOG_LEVEL "loud"`, "WORKER_CONCURRENCY 0"}},
+		{name: "every problem at once from flags", args: []string{"--odin-username", "", "--log-level", "loud", "--concurrency", "0"},
+			want: []string{"--odin-username is missing", `--log-level "loud"`, "--concurrency 0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,6 +252,11 @@ func TestParseConfigInvalid(t *testing.T) {
 			for _, want := range tt.want {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error does not contain %q:\n%v", want, err)
+				}
+			}
+			for _, notWant := range tt.notWant {
+				if strings.Contains(err.Error(), notWant) {
+					t.Errorf("error contains %q:\n%v", notWant, err)
 				}
 			}
 			if tt.secret != "" && strings.Contains(err.Error()+usage.String(), tt.secret) {
@@ -264,6 +316,53 @@ func TestRunPlaintextWarns(t *testing.T) {
 	}
 	if line["level"] != "warn" {
 		t.Errorf("plaintext warning has level %v, want warn", line["level"])
+	}
+}
+
+func TestRunDatabaseOutOfRange(t *testing.T) {
+	t.Parallel()
+	testredis.RequireReal(t)
+	rd := testredis.New(t)
+	values, err := rd.Client.ConfigGet(context.Background(), "databases").Result()
+	if err != nil {
+		t.Fatalf("CONFIG GET databases: %v", err)
+	}
+	count, err := strconv.Atoi(values["databases"])
+	if err != nil {
+		t.Fatalf("CONFIG GET databases = %v: %v", values, err)
+	}
+	// The server's database count is the first number it rejects.
+	url := rd.URL[:strings.LastIndex(rd.URL, "/")] + "/" + strconv.Itoa(count)
+	last := strconv.Itoa(count - 1)
+
+	tests := []struct {
+		name    string
+		env     []string
+		args    []string
+		setting string
+	}{
+		{name: "environment", env: []string{"REDIS_URL", url}, setting: "REDIS_URL"},
+		{name: "flag", args: []string{"--redis-url", url}, setting: "--redis-url"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := with(baseEnv(t), append([]string{"INSECURE_PLAINTEXT_RESULTS", "true", "LOG_FORMAT", "json"}, tc.env...)...)
+			err := run(context.Background(), append([]string{"--http-addr="}, tc.args...), mapEnv(env), &bytes.Buffer{}, &bytes.Buffer{})
+			if err == nil {
+				t.Fatal("run started the worker on a database the server does not have")
+			}
+			for _, want := range []string{
+				"has " + strconv.Itoa(count) + " databases, 0 to " + last + ", so database " + strconv.Itoa(count) + " does not exist",
+				"set a database number from 0 to " + last + " in " + tc.setting,
+			} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not contain %q: %v", want, err)
+				}
+			}
+			if strings.Contains(err.Error(), "cannot reach Redis") {
+				t.Errorf("error calls a running server unreachable: %v", err)
+			}
+		})
 	}
 }
 

@@ -90,7 +90,7 @@ func startTestWorker(t *testing.T, opts workerOptions) *testWorker {
 		monitoringPassword: opts.monitoringPassword,
 		MonitoringWritable: opts.monitoringWritable,
 	}
-	if problems := cfg.validate(); len(problems) > 0 {
+	if problems := cfg.validate(settingNames{}); len(problems) > 0 {
 		t.Fatalf("test configuration is invalid: %v", problems)
 	}
 
