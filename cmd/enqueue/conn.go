@@ -10,6 +10,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/odinreset/odinreset/cmd/internal/redisdb"
 	"github.com/odinreset/odinreset/internal/redisconn"
 	"github.com/odinreset/odinreset/internal/secrets"
 	"github.com/odinreset/odinreset/results"
@@ -61,6 +62,9 @@ func (a *app) connect(ctx context.Context, urlFlag string) (*redisConn, error) {
 	defer cancel()
 	if err := rdb.Ping(pingCtx).Err(); err != nil {
 		rdb.Close()
+		if redisdb.IsOutOfRange(err) {
+			return nil, infraError(redisdb.OutOfRangeError(ctx, cfg, redisdb.Setting(cfg, urlFlag != "")))
+		}
 		return nil, c.describeFailure(err)
 	}
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/odinreset/odinreset/internal/testredis"
 )
 
 // TestRunHelp calls run itself, as main does.
@@ -68,6 +70,46 @@ func TestRunUnreachableRedis(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "cannot reach Redis at redis://"+addr+"/0") {
 		t.Errorf("stderr does not name the address:\n%s", stderr.String())
+	}
+}
+
+func TestRunDatabaseOutOfRange(t *testing.T) {
+	t.Parallel()
+	testredis.RequireReal(t)
+	rd := testredis.New(t)
+	values, err := rd.Client.ConfigGet(context.Background(), "databases").Result()
+	if err != nil {
+		t.Fatalf("CONFIG GET databases: %v", err)
+	}
+	count, err := strconv.Atoi(values["databases"])
+	if err != nil {
+		t.Fatalf("CONFIG GET databases = %v: %v", values, err)
+	}
+	// The server's database count is the first number it rejects.
+	url := rd.URL[:strings.LastIndex(rd.URL, "/")] + "/" + strconv.Itoa(count)
+	last := strconv.Itoa(count - 1)
+
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		setting string
+	}{
+		{name: "flag", args: []string{"list", "--redis-url", url}, setting: "--redis-url"},
+		{name: "environment", args: []string{"status", "job-1"}, env: map[string]string{"REDIS_URL": url}, setting: "REDIS_URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := runCLI(t, invocation{env: tc.env}, tc.args...)
+			if got.code != exitInfra {
+				t.Fatalf("exit code %d, want 3\n%s", got.code, got)
+			}
+			requireStderr(t, got, "has "+strconv.Itoa(count)+" databases, 0 to "+last+", so database "+strconv.Itoa(count)+" does not exist",
+				"set a database number from 0 to "+last+" in "+tc.setting)
+			if strings.Contains(got.stderr, "cannot reach Redis") {
+				t.Errorf("stderr calls a running server unreachable:\n%s", got)
+			}
+		})
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/odinreset/odinreset/cmd/internal/redisdb"
 	"github.com/odinreset/odinreset/internal/metrics"
 	"github.com/odinreset/odinreset/internal/redisconn"
 	"github.com/odinreset/odinreset/internal/secrets"
@@ -49,6 +50,9 @@ func runWorker(ctx context.Context, cfg Config, getenv secrets.Getenv, stderr io
 	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err = redisconn.Check(checkCtx, rdb)
 	cancel()
+	if redisdb.IsOutOfRange(err) {
+		return redisdb.OutOfRangeError(ctx, cfg.Redis, redisdb.Setting(cfg.Redis, cfg.redisURLFromFlag))
+	}
 	if err != nil {
 		return fmt.Errorf("Redis %s: %w", cfg.Redis.Describe(), err)
 	}
