@@ -97,6 +97,9 @@ func TestCancelRemovesQueuedTasks(t *testing.T) {
 	if !strings.Contains(status.stdout, "cancelled   2026-12-04T23:01:20Z by bob") {
 		t.Errorf("status does not show who cancelled:\n%s", status.stdout)
 	}
+	if !strings.Contains(status.stdout, "users       2 applied, 1 failed, 2 not reset of 5\n") {
+		t.Errorf("status does not count the untouched users as not reset, the word cancel uses:\n%s", status.stdout)
+	}
 }
 
 func TestCancelScheduledSubmission(t *testing.T) {
@@ -120,6 +123,11 @@ func TestCancelScheduledSubmission(t *testing.T) {
 	}
 	if _, scheduled, _ := queueSizes(t, rd, tasks.QueueLow); scheduled != 0 {
 		t.Errorf("%d scheduled tasks left, want none", scheduled)
+	}
+
+	status := runCLI(t, invocation{}, "status", "later", "--redis-url", rd.URL)
+	if !strings.Contains(status.stdout, "users       no user was reset: the job was cancelled before a worker stored its user list\n") {
+		t.Errorf("status of a job cancelled before its user list was stored:\n%s", status.stdout)
 	}
 }
 

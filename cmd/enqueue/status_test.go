@@ -108,6 +108,39 @@ func TestListGolden(t *testing.T) {
 	requireStderr(t, empty, "no jobs in Redis at")
 }
 
+func TestDescribeUsers(t *testing.T) {
+	loaded := results.Job{UsersLoaded: true, Total: 5, Applied: 2, Failed: 1}
+	with := func(job results.Job, state results.JobState, dryRun bool) results.Job {
+		job.State, job.DryRun = state, dryRun
+		return job
+	}
+	tests := []struct {
+		name string
+		job  results.Job
+		want string
+	}{
+		{name: "running", job: with(loaded, results.JobRunning, false), want: "2 applied, 1 failed, 2 pending of 5"},
+		{name: "running dry run", job: with(loaded, results.JobRunning, true), want: "2 applied, 1 failed, 2 pending of 5"},
+		{name: "cancelled", job: with(loaded, results.JobCancelled, false), want: "2 applied, 1 failed, 2 not reset of 5"},
+		{name: "cancelled dry run", job: with(loaded, results.JobCancelled, true), want: "2 applied, 1 failed, 2 not checked of 5"},
+		{name: "completed", job: with(results.Job{UsersLoaded: true, Total: 5, Applied: 3, Failed: 2}, results.JobCompleted, false),
+			want: "3 applied, 2 failed, 0 not reset of 5"},
+		{name: "queued", job: results.Job{State: results.JobQueued}, want: "not loaded yet"},
+		{name: "queued all users", job: results.Job{State: results.JobQueued, AllUsers: true}, want: "all users of the group; not listed yet"},
+		{name: "cancelled before loading", job: results.Job{State: results.JobCancelled, AllUsers: true},
+			want: "no user was reset: the job was cancelled before a worker stored its user list"},
+		{name: "cancelled dry run before loading", job: results.Job{State: results.JobCancelled, DryRun: true},
+			want: "no user was checked: the job was cancelled before a worker stored its user list"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := describeUsers(tc.job); got != tc.want {
+				t.Errorf("describeUsers = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestJobProgress(t *testing.T) {
 	start := t0
 	tests := []struct {

@@ -69,10 +69,10 @@ Examples:
 
 const statusUsage = `Usage: enqueue status JOB [--json] [--watch]
 
-Shows a job's state, how many users are applied, failed and pending, the rate since the
-start, the estimated time left, why the job waits (for example a failed Odin login) and
-its timestamps. The exit code is 1 for a finished job in which not every user was
-applied.
+Shows a job's state, how many users are applied, failed and pending ("not reset" once
+the job is cancelled), the rate since the start, the estimated time left, why the job
+waits (for example a failed Odin login) and its timestamps. The exit code is 1 for a
+finished job in which not every user was applied.
 `
 
 const statusExamples = `

@@ -175,14 +175,29 @@ func printStatus(w io.Writer, job results.Job, audit map[string]string, now time
 	}
 }
 
+// describeUsers returns the user counts of the status output. The users a queued or
+// running job has not settled yet are "pending". A finished job leaves them alone, so
+// there they are "not reset" ("not checked" in a dry run), as cancel and submit --wait
+// call them.
 func describeUsers(job results.Job) string {
+	action := "reset"
+	if job.DryRun {
+		action = "checked"
+	}
 	if !job.UsersLoaded {
-		if job.AllUsers {
+		switch {
+		case job.State.Finished():
+			return fmt.Sprintf("no user was %s: the job was %s before a worker stored its user list", action, job.State)
+		case job.AllUsers:
 			return "all users of the group; not listed yet"
 		}
 		return "not loaded yet"
 	}
-	return fmt.Sprintf("%d applied, %d failed, %d pending of %d", job.Applied, job.Failed, job.Pending(), job.Total)
+	unsettled := "pending"
+	if job.State.Finished() {
+		unsettled = "not " + action
+	}
+	return fmt.Sprintf("%d applied, %d failed, %d %s of %d", job.Applied, job.Failed, job.Pending(), unsettled, job.Total)
 }
 
 func orDash(s string) string {
