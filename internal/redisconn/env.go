@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/odinreset/odinreset/internal/secrets"
 )
 
@@ -50,6 +52,12 @@ func FromEnv(getenv secrets.Getenv, urlOverride string) (Config, error) {
 		}
 	}
 
+	if cfg.URL != "" && getenv("REDIS_DB") != "" {
+		// With a URL, Open uses the URL's database and ignores DB.
+		if opt, err := redis.ParseURL(cfg.URL); err == nil && opt.DB != cfg.DB {
+			return cfg, fmt.Errorf("REDIS_DB=%d conflicts with database %d of the Redis URL %s: put the database number at the end of the URL and unset REDIS_DB", cfg.DB, opt.DB, Redact(cfg.URL))
+		}
+	}
 	if cfg.URL != "" && password != "" {
 		if cfg.URL, err = addURLPassword(cfg.URL, password); err != nil {
 			return cfg, err

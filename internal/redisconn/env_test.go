@@ -65,6 +65,16 @@ func TestFromEnv(t *testing.T) {
 			wantErr: `invalid REDIS_DB "-1"`,
 		},
 		{
+			name: "db equal to the url's",
+			env:  map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/2", "REDIS_DB": "2"},
+			want: Config{URL: "redis://127.0.0.1:6379/2", DB: 2},
+		},
+		{
+			name:    "db other than the url's",
+			env:     map[string]string{"REDIS_URL": "redis://:s3cret@127.0.0.1:6379/0", "REDIS_DB": "5"},
+			wantErr: "REDIS_DB=5 conflicts with database 0 of the Redis URL",
+		},
+		{
 			name:    "db on cluster",
 			env:     map[string]string{"REDIS_CLUSTER_ADDRS": "127.0.0.1:7000", "REDIS_DB": "2"},
 			wantErr: "only database 0",
