@@ -32,6 +32,9 @@ func FromEnv(getenv secrets.Getenv, urlOverride string) (Config, error) {
 
 	cfg.URL = getenv("REDIS_URL")
 	if urlOverride != "" {
+		if _, err := redis.ParseURL(urlOverride); err != nil {
+			return cfg, fmt.Errorf("invalid --redis-url %s: %v; use redis://[user:password@]host:port/db or rediss:// for TLS", Redact(urlOverride), redactErr(err, urlOverride))
+		}
 		cfg.URL = urlOverride
 	} else {
 		cfg.SentinelAddrs = splitList(getenv("REDIS_SENTINEL_ADDRS"))

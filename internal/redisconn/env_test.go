@@ -65,6 +65,12 @@ func TestFromEnv(t *testing.T) {
 			wantErr: `invalid REDIS_DB "-1"`,
 		},
 		{
+			name:     "invalid url flag",
+			env:      map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/0"},
+			override: "http://:s3cret@127.0.0.1:6379",
+			wantErr:  "invalid --redis-url",
+		},
+		{
 			name: "db equal to the url's",
 			env:  map[string]string{"REDIS_URL": "redis://127.0.0.1:6379/2", "REDIS_DB": "2"},
 			want: Config{URL: "redis://127.0.0.1:6379/2", DB: 2},
