@@ -56,6 +56,10 @@ func (a *app) cmdSubmit(ctx context.Context, args []string) error {
 		return err
 	}
 	if len(positional) > 0 {
+		switch positional[0] {
+		case "submit", "status", "results", "cancel", "list", "completion":
+			return usageErrorf("unexpected argument %q after flags: put the command first, like enqueue %s --redis-url URL ...", positional[0], positional[0])
+		}
 		return usageErrorf("unexpected argument %q: give users with --user or --users-file, and commands are submit, status, results, cancel, list and completion", positional[0])
 	}
 
