@@ -376,6 +376,10 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 
 	var delay *ratelimit.DelayError
 	if errors.As(err, &delay) {
+		if delay.Reason != ratelimit.ReasonRateLimit {
+			// A fleet pause that another task began, possibly for another job.
+			h.notePause(ctx, jobID, delay.Delay, delay.Reason)
+		}
 		return &WaitError{Delay: delay.Delay, Reason: delay.Reason}
 	}
 
@@ -412,6 +416,7 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 				log.Error().Err(perr).Msg("could not pause the fleet")
 			}
 		}
+		h.notePause(ctx, jobID, after, reason)
 		return &WaitError{Delay: after, Reason: reason}
 	}
 	return nil
@@ -426,6 +431,20 @@ func (h *Handlers) odinFailure(ctx context.Context, jobID string, err error) err
 	}
 	h.noteFanOutWait(ctx, jobID, err)
 	return err
+}
+
+// notePause sets the job's reason to a fleet pause of length d, so that 'enqueue status'
+// shows why the job makes no progress and when it goes on. The next user applied clears
+// it.
+func (h *Handlers) notePause(ctx context.Context, jobID string, d time.Duration, reason string) {
+	if jobID == "" || ctx.Err() != nil {
+		return
+	}
+	until := time.Now().Add(d).UTC().Format("15:04:05 MST")
+	jobReason := fmt.Sprintf("every worker's Odin calls are paused until %s: %s", until, reason)
+	if err := h.Store.SetReason(ctx, jobID, jobReason); err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("could not record the waiting reason")
+	}
 }
 
 // MaxFleetPause is the longest pause of the fleet after a Retry-After from Odin. A

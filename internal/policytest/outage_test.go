@@ -186,7 +186,15 @@ func TestServiceUnavailablePausesFleet(t *testing.T) {
 		remaining, _, err := p.limiter.Paused(ctx)
 		return err == nil && remaining > 0
 	})
+	// enqueue status shows the job's reason: it must say that the fleet is paused.
+	waitUntil(t, 5*time.Second, "the job's reason to name the pause", func() bool {
+		job, err := p.store.Job(ctx, jobID)
+		return err == nil && strings.Contains(job.Reason, "Odin calls are paused until")
+	})
 	job := waitJob(t, p.store, jobID, time.Minute)
+	if job.Reason != "" {
+		t.Errorf("completed job's reason = %q, want it cleared once Odin answered again", job.Reason)
+	}
 	rejected := unavailable.count()
 	t.Logf("proxy returned 503 with Retry-After %v for %v: %d requests got 503 (the configured rate allows %d in that time)",
 		retryAfter, window, rejected, int(window.Seconds()*rate))
