@@ -433,15 +433,15 @@ func (h *Handlers) odinFailure(ctx context.Context, jobID string, err error) err
 	return err
 }
 
-// notePause sets the job's reason to a fleet pause of length d, so that 'enqueue status'
-// shows why the job makes no progress and when it goes on. The next user applied clears
-// it.
+// notePause sets the job's reason to the reason of a fleet pause of length d and its end,
+// so that 'enqueue status' shows why the job makes no progress and when it goes on. The
+// reason keeps its start, such as "Odin login failed", and the next user applied clears it.
 func (h *Handlers) notePause(ctx context.Context, jobID string, d time.Duration, reason string) {
 	if jobID == "" || ctx.Err() != nil {
 		return
 	}
 	until := time.Now().Add(d).UTC().Format("15:04:05 MST")
-	jobReason := fmt.Sprintf("every worker's Odin calls are paused until %s: %s", until, reason)
+	jobReason := fmt.Sprintf("%s; every worker's Odin calls are paused until %s", reason, until)
 	if err := h.Store.SetReason(ctx, jobID, jobReason); err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("could not record the waiting reason")
 	}
