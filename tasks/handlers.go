@@ -2,9 +2,11 @@ package tasks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -56,6 +58,13 @@ type Handlers struct {
 	HTTPClient *http.Client
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+
+	// defaultWork caches whether the default queue has work, for lowQueueGate.
+	defaultWork struct {
+		sync.Mutex
+		checkedAt time.Time
+		busy      bool
+	}
 }
 
 func (h *Handlers) chunkSize() int {
@@ -82,7 +91,7 @@ func (h *Handlers) now() time.Time {
 // Register adds the handlers, the logging middleware and PriorityMiddleware to mux.
 // logger is the base of every task's logger; handlers read it with zerolog.Ctx.
 func (h *Handlers) Register(mux *asynq.ServeMux, logger zerolog.Logger) {
-	mux.Use(LoggingMiddleware(logger), PriorityMiddleware)
+	mux.Use(LoggingMiddleware(logger), PriorityMiddleware, h.lowQueueGate)
 	mux.HandleFunc(TypeBulkReset, h.HandleBulkReset)
 	mux.HandleFunc(TypeUserReset, h.HandleUserReset)
 	mux.HandleFunc(TypeComplete, h.HandleComplete)
@@ -101,6 +110,65 @@ func PriorityMiddleware(next asynq.Handler) asynq.Handler {
 		}
 		return next.ProcessTask(ctx, t)
 	})
+}
+
+// lowQueueWait is how long a task of QueueLow waits while default-priority jobs have work,
+// and lowQueueReason the reason of that wait.
+const (
+	lowQueueWait   = 5 * time.Second
+	lowQueueReason = "waiting while default-priority jobs run"
+)
+
+// lowQueueGate makes the tasks of QueueLow wait, without spending an attempt, while
+// QueueDefault has tasks pending, running or waiting to retry. asynq's strict priority
+// picks default tasks first, but only those already queued. A default job's fan-out
+// enqueues its users a chunk at a time, and a default task postponed by the rate limiter
+// waits in the retry set. Low tasks took the free slots meanwhile and shared the rate
+// with the default job, so a low job could finish first. Completion tasks pass, because
+// they do not call Odin. When Redis fails, the task runs as before.
+func (h *Handlers) lowQueueGate(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		if queue, _ := asynq.GetQueueName(ctx); queue != QueueLow || t.Type() == TypeComplete {
+			return next.ProcessTask(ctx, t)
+		}
+		busy, err := h.defaultQueueBusy(ctx)
+		if err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not read the default queue's size; running the low-priority task")
+			return next.ProcessTask(ctx, t)
+		}
+		if !busy {
+			return next.ProcessTask(ctx, t)
+		}
+
+		reason := lowQueueReason
+		var ids struct {
+			JobID string `json:"jobId"`
+		}
+		if json.Unmarshal(t.Payload(), &ids) == nil && ids.JobID != "" {
+			if err := h.Store.SetReason(ctx, ids.JobID, reason); err != nil && !errors.Is(err, results.ErrNotFound) {
+				zerolog.Ctx(ctx).Warn().Err(err).Msg("could not record the waiting reason")
+			}
+		}
+		return &WaitError{Delay: lowQueueWait, Reason: reason}
+	})
+}
+
+// defaultQueueBusy reports whether QueueDefault has tasks pending, active or waiting to
+// retry, reading Redis at most once a second per worker.
+func (h *Handlers) defaultQueueBusy(ctx context.Context) (bool, error) {
+	w := &h.defaultWork
+	w.Lock()
+	defer w.Unlock()
+	now := time.Now()
+	if now.Sub(w.checkedAt) < time.Second {
+		return w.busy, nil
+	}
+	busy, err := queueHasWork(ctx, h.Store.Redis(), QueueDefault)
+	if err != nil {
+		return false, err
+	}
+	w.checkedAt, w.busy = now, busy
+	return busy, nil
 }
 
 // permanent marks err as not worth retrying: asynq archives the task with err's text.

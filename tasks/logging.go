@@ -9,6 +9,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+
+	"github.com/odinreset/odinreset/ratelimit"
 )
 
 // LoggingMiddleware gives each task a logger with the fixed keys task_id, task_type,
@@ -62,6 +64,9 @@ func logEnd(logger *zerolog.Logger, err error, elapsed time.Duration) {
 		logger.Debug().Dur("elapsed_ms", elapsed).Msg("task done")
 	case errors.Is(err, asynq.RevokeTask):
 		logger.Info().Dur("elapsed_ms", elapsed).Msg("task revoked")
+	case errors.As(err, &wait) && (wait.Reason == ratelimit.ReasonRateLimit || wait.Reason == lowQueueReason):
+		// Routine at low rates and behind default-priority jobs: one line per task and wait.
+		logger.Debug().Dur("elapsed_ms", elapsed).Dur("delay_ms", wait.Delay).Str("reason", wait.Reason).Msg("task postponed")
 	case errors.As(err, &wait):
 		logger.Info().Dur("elapsed_ms", elapsed).Dur("delay_ms", wait.Delay).Str("reason", wait.Reason).Msg("task postponed")
 	case errors.Is(err, asynq.SkipRetry):

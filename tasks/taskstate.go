@@ -107,3 +107,18 @@ func (b *taskBatch[T]) flush(ctx context.Context) error {
 	}
 	return nil
 }
+
+// queueHasWork reports whether queue has tasks pending, active or waiting to retry, from
+// asynq v0.25.1's keys of the queue (internal/base: PendingKey, ActiveKey, RetryKey). All
+// three share the hash tag {queue}, so one pipeline reaches one Redis Cluster node.
+func queueHasWork(ctx context.Context, rdb redis.UniversalClient, queue string) (bool, error) {
+	prefix := "asynq:{" + queue + "}:"
+	pipe := rdb.Pipeline()
+	pending := pipe.LLen(ctx, prefix+"pending")
+	active := pipe.LLen(ctx, prefix+"active")
+	retry := pipe.ZCard(ctx, prefix+"retry")
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, fmt.Errorf("read the size of queue %s: %w", queue, err)
+	}
+	return pending.Val()+active.Val()+retry.Val() > 0, nil
+}

@@ -1,6 +1,7 @@
 package policytest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/odinreset/odinreset/internal/testenv"
 	"github.com/odinreset/odinreset/odin/odintest"
 	"github.com/odinreset/odinreset/results"
+	"github.com/odinreset/odinreset/tasks"
 )
 
 // TestHighPriorityNotStarved submits a 20,000-user low-priority batch with enqueue to
@@ -113,4 +116,35 @@ func roundAll(ds []time.Duration) []time.Duration {
 		out[i] = d.Round(10 * time.Millisecond)
 	}
 	return out
+}
+
+// TestDefaultFanOutAheadOfLowJob submits a default-priority SIP job, whose fan-out makes
+// one generator call per user because Odin's SIP generator ignores limit, together with a
+// low-priority web job. While the fan-out generates values, the default queue is empty
+// and free slots take the low job's tasks. The fan-out's requests must still go ahead of
+// them in the rate limiter, so the default job finishes while most of the low job waits.
+func TestDefaultFanOutAheadOfLowJob(t *testing.T) {
+	t.Parallel()
+	const users = 60
+	env := testenv.Start(t, testenv.Options{
+		Sim:         odintest.Config{Users: 2 * users},
+		Concurrency: 5, RateLimit: 20,
+	})
+	all := seededUsers(2 * users)
+	env.Submit(tasks.BulkResetPayload{JobID: "fanout-default", Type: results.SIP, Users: all[:users]})
+	env.Submit(tasks.BulkResetPayload{JobID: "fanout-low", Type: results.Web, Users: all[users:], Priority: tasks.PriorityLow})
+
+	defaultJob := env.Wait("fanout-default", time.Minute)
+	lowJob, err := env.Store.Job(context.Background(), "fanout-low")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("when the default job completed (%d applied), the low job had %d of %d applied", defaultJob.Applied, lowJob.Applied, users)
+	if defaultJob.Applied != users {
+		t.Errorf("default job applied %d of %d users", defaultJob.Applied, users)
+	}
+	if lowJob.Applied > users/2 {
+		t.Errorf("low job had %d of %d users applied when the default job completed, want at most %d: the default fan-out waited behind the low job's requests", lowJob.Applied, users, users/2)
+	}
+	env.Wait("fanout-low", time.Minute)
 }
