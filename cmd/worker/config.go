@@ -90,7 +90,7 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 		StallAfter:      3 * time.Minute,
 		LogLevel:        orDefault(getenv("LOG_LEVEL"), "info"),
 		LogFormat:       orDefault(getenv("LOG_FORMAT"), "auto"),
-		HTTPAddr:        orDefault(getenv("HTTP_ADDR"), "127.0.0.1:8080"),
+		HTTPAddr:        httpAddrFromEnv(getenv("HTTP_ADDR")),
 		MonitoringUser:  getenv("MONITORING_USER"),
 		DemoType:        "sip",
 		DemoUsers:       25,
@@ -125,7 +125,7 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 	fs.BoolVar(&c.InsecurePlaintextResults, "insecure-plaintext-results", c.InsecurePlaintextResults, "store new secrets unencrypted when RESULTS_KEY is not set (env INSECURE_PLAINTEXT_RESULTS)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json, console, or auto: console on a terminal (env LOG_FORMAT)")
-	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address of /healthz, /readyz, /metrics and /monitoring; empty to disable (env HTTP_ADDR)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address of /healthz, /readyz, /metrics and /monitoring; off or empty to disable (env HTTP_ADDR, where off disables)")
 	fs.StringVar(&c.MonitoringUser, "monitoring-user", c.MonitoringUser, "user name for the /monitoring dashboard (env MONITORING_USER; password from MONITORING_PASSWORD or _FILE)")
 	fs.BoolVar(&c.MonitoringWritable, "monitoring-writable", c.MonitoringWritable, "let dashboard users delete, retry and cancel tasks (env MONITORING_WRITABLE)")
 	fs.BoolVar(&c.Demo, "demo", false, "run a demonstration reset against an embedded Redis and Odin simulator, print the result JSON and exit")
@@ -136,6 +136,9 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 	}
 	if fs.NArg() > 0 {
 		return Config{}, &usageError{fmt.Errorf("unexpected argument %q: the worker takes only flags", fs.Arg(0))}
+	}
+	if strings.EqualFold(strings.TrimSpace(c.HTTPAddr), "off") {
+		c.HTTPAddr = ""
 	}
 
 	var err error
@@ -180,6 +183,16 @@ func (n settingNames) of(flagName, envName string) string {
 		return envName
 	}
 	return "--" + flagName + " / " + envName
+}
+
+// httpAddrFromEnv returns the HTTP address that HTTP_ADDR sets: the default
+// 127.0.0.1:8080 when it is unset or empty, because an empty variable usually means
+// unset, and "" (no HTTP server) for "off".
+func httpAddrFromEnv(v string) string {
+	if strings.EqualFold(strings.TrimSpace(v), "off") {
+		return ""
+	}
+	return orDefault(v, "127.0.0.1:8080")
 }
 
 // validate returns one problem per bad setting, each naming the setting as names does

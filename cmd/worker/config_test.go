@@ -440,3 +440,32 @@ func findLogLine(t *testing.T, logs, message string) map[string]any {
 	}
 	return nil
 }
+
+// TestParseConfigHTTPAddrOff checks the ways to turn the HTTP server off, and that an
+// empty HTTP_ADDR means the default, as an unset variable does.
+func TestParseConfigHTTPAddrOff(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{name: "env off", env: with(baseEnv(t), "HTTP_ADDR", "off"), want: ""},
+		{name: "env OFF", env: with(baseEnv(t), "HTTP_ADDR", " OFF "), want: ""},
+		{name: "env empty", env: with(baseEnv(t), "HTTP_ADDR", ""), want: "127.0.0.1:8080"},
+		{name: "flag off", env: baseEnv(t), args: []string{"--http-addr", "off"}, want: ""},
+		{name: "flag empty", env: baseEnv(t), args: []string{"--http-addr="}, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseConfig(tt.args, mapEnv(tt.env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("parseConfig: %v", err)
+			}
+			if cfg.HTTPAddr != tt.want {
+				t.Errorf("HTTPAddr = %q, want %q", cfg.HTTPAddr, tt.want)
+			}
+		})
+	}
+}

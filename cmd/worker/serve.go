@@ -120,13 +120,6 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 	if err := w.Start(); err != nil {
 		return err
 	}
-	log.Info().
-		Str("redis", cfg.Redis.Describe()).Str("odin", client.BaseURL()).
-		Float64("rate_limit", cfg.RateLimit).Int("rate_burst", cfg.RateBurst).
-		Int("concurrency", cfg.Concurrency).
-		Dur("sweep_interval_ms", cfg.SweepInterval).Dur("stall_after_ms", cfg.StallAfter).
-		Str("results_key", sealingName(sealer)).Msg("worker started")
-
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
 	if cfg.HTTPAddr != "" {
@@ -136,6 +129,13 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 			return err
 		}
 	}
+
+	log.Info().
+		Str("redis", cfg.Redis.Describe()).Str("odin", client.BaseURL()).
+		Float64("rate_limit", cfg.RateLimit).Int("rate_burst", cfg.RateBurst).
+		Int("concurrency", cfg.Concurrency).
+		Dur("sweep_interval_ms", cfg.SweepInterval).Dur("stall_after_ms", cfg.StallAfter).
+		Str("results_key", sealingName(sealer)).Msg("worker started")
 
 	select {
 	case <-ctx.Done():
