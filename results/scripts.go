@@ -82,6 +82,7 @@ end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('HINCRBY', KEYS[1], ARGV[4], 1)
+redis.call('HSET', KEYS[1], 'settled_at', ARGV[5])
 if ARGV[4] == 'applied' and owes_device_lookup() then
   redis.call('HINCRBY', KEYS[1], 'device_lookups', 1)
 end

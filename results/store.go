@@ -745,6 +745,7 @@ func decodeJob(id string, m map[string]string) (Job, error) {
 	j.CreatedAt = parseTime(m["created_at"])
 	j.StartedAt = parseTime(m["started_at"])
 	j.CompletedAt = parseTime(m["completed_at"])
+	j.SettledAt = parseTime(m["settled_at"])
 	return j, nil
 }
 

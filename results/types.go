@@ -139,6 +139,8 @@ type Job struct {
 	CreatedAt   time.Time
 	StartedAt   time.Time
 	CompletedAt time.Time
+	// SettledAt is when the last user was settled (applied or failed), zero before the first.
+	SettledAt time.Time
 	// UsersLoaded is true once the user list is stored and Total is final.
 	UsersLoaded bool
 }

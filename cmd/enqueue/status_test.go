@@ -163,6 +163,33 @@ func TestJobProgress(t *testing.T) {
 			want: progressOf{settled: 10, perSecond: 2},
 		},
 		{
+			name: "recent progress keeps the estimate",
+			job: results.Job{State: results.JobRunning, UsersLoaded: true, Total: 100, Applied: 20, StartedAt: start,
+				SettledAt: start.Add(9 * time.Minute)},
+			now:  start.Add(10 * time.Minute),
+			want: progressOf{settled: 20, perSecond: 20.0 / 600, eta: 2400 * time.Second, etaKnown: true},
+		},
+		{
+			name: "stalled drops the estimate",
+			job: results.Job{State: results.JobRunning, UsersLoaded: true, Total: 100, Applied: 20, StartedAt: start,
+				SettledAt: start.Add(time.Minute)},
+			now:  start.Add(10 * time.Minute),
+			want: progressOf{settled: 20, perSecond: 20.0 / 600, stalledSince: start.Add(time.Minute)},
+		},
+		{
+			name: "nothing settled since the start",
+			job:  results.Job{State: results.JobRunning, UsersLoaded: true, Total: 100, StartedAt: start},
+			now:  start.Add(5 * time.Minute),
+			want: progressOf{stalledSince: start},
+		},
+		{
+			name: "device steps after the last user",
+			job: results.Job{State: results.JobRunning, UsersLoaded: true, Total: 10, Applied: 10, StartedAt: start,
+				SettledAt: start.Add(time.Minute), Devices: results.DevicesRebuild, DeviceTotal: 10, DeviceDone: 3},
+			now:  start.Add(10 * time.Minute),
+			want: progressOf{settled: 10, perSecond: 10.0 / 600, etaKnown: true},
+		},
+		{
 			name: "clock behind the start",
 			job:  results.Job{State: results.JobRunning, UsersLoaded: true, Total: 10, Applied: 1, StartedAt: start},
 			now:  start.Add(-time.Second),
@@ -176,5 +203,21 @@ func TestJobProgress(t *testing.T) {
 				t.Errorf("jobProgress (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestStatusStalledJob checks that status names a stall instead of estimating an end.
+func TestStatusStalledJob(t *testing.T) {
+	job := results.Job{ID: "job-stalled", State: results.JobRunning, Type: results.Web, UsersLoaded: true,
+		Total: 100, Applied: 20, StartedAt: t0, SettledAt: t0.Add(time.Minute)}
+	var out strings.Builder
+	printStatus(&out, job, nil, t0.Add(10*time.Minute))
+
+	want := "progress    none for 9m: no user settled since " + t0.Add(time.Minute).UTC().Format(time.RFC3339)
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("status lacks %q:\n%s", want, out.String())
+	}
+	if strings.Contains(out.String(), "eta") {
+		t.Errorf("status of a stalled job shows an estimate:\n%s", out.String())
 	}
 }

@@ -42,13 +42,22 @@ type jobView struct {
 	// UsersPerSecond is the settled users per second since the job started.
 	UsersPerSecond float64 `json:"usersPerSecond"`
 	// ETASeconds estimates the time left at that rate, and is absent when unknown.
-	ETASeconds       *int64            `json:"etaSeconds,omitempty"`
-	ResultTTLSeconds int64             `json:"resultTtlSeconds"`
-	CreatedAt        string            `json:"createdAt,omitempty"`
-	StartedAt        string            `json:"startedAt,omitempty"`
-	CompletedAt      string            `json:"completedAt,omitempty"`
-	Audit            map[string]string `json:"audit,omitempty"`
+	ETASeconds       *int64 `json:"etaSeconds,omitempty"`
+	ResultTTLSeconds int64  `json:"resultTtlSeconds"`
+	CreatedAt        string `json:"createdAt,omitempty"`
+	StartedAt        string `json:"startedAt,omitempty"`
+	CompletedAt      string `json:"completedAt,omitempty"`
+	// SettledAt is when the last user was applied or failed.
+	SettledAt string `json:"settledAt,omitempty"`
+	// StalledSince is set, to SettledAt or the start, when a running job has pending users
+	// but settled none for stallNotice.
+	StalledSince string            `json:"stalledSince,omitempty"`
+	Audit        map[string]string `json:"audit,omitempty"`
 }
+
+// stallNotice is how long a running job with pending users may settle none before status
+// reports that it makes no progress and drops the estimate of the time left.
+const stallNotice = 2 * time.Minute
 
 // progressOf is how far a job is: settled users, rate since the start and estimated
 // time left.
@@ -57,6 +66,8 @@ type progressOf struct {
 	perSecond float64
 	eta       time.Duration
 	etaKnown  bool
+	// stalledSince is the last progress of a job that made none for stallNotice.
+	stalledSince time.Time
 }
 
 func jobProgress(job results.Job, now time.Time) progressOf {
@@ -73,6 +84,17 @@ func jobProgress(job results.Job, now time.Time) progressOf {
 		return p
 	}
 	p.perSecond = float64(p.settled) / elapsed.Seconds()
+	if job.State == results.JobRunning && job.UsersLoaded && job.Pending() > 0 {
+		last := job.SettledAt
+		if last.IsZero() || last.Before(job.StartedAt) {
+			last = job.StartedAt
+		}
+		if now.Sub(last) >= stallNotice {
+			// The rate since the start would promise an end that is not coming.
+			p.stalledSince = last
+			return p
+		}
+	}
 	if job.State == results.JobRunning && job.UsersLoaded && p.perSecond > 0 {
 		// Whole seconds, rounded up, so the estimate never reads 0s while users remain.
 		p.eta = time.Duration(math.Ceil(float64(job.Pending())/p.perSecond)) * time.Second
@@ -95,6 +117,8 @@ func newJobView(job results.Job, audit map[string]string, now time.Time) jobView
 		CreatedAt:        formatTime(job.CreatedAt),
 		StartedAt:        formatTime(job.StartedAt),
 		CompletedAt:      formatTime(job.CompletedAt),
+		SettledAt:        formatTime(job.SettledAt),
+		StalledSince:     formatTime(prog.stalledSince),
 	}
 	if prog.etaKnown {
 		seconds := int64(prog.eta / time.Second)
@@ -155,6 +179,10 @@ func printStatus(w io.Writer, job results.Job, audit map[string]string, now time
 	}
 	if prog.etaKnown {
 		line("eta", "%s (about %s)", formatDuration(prog.eta), now.Add(prog.eta).UTC().Format(time.RFC3339))
+	}
+	if !prog.stalledSince.IsZero() {
+		line("progress", "none for %s: no user settled since %s; see the reason above, if any, and \"When a job is stuck\" in docs/operations.md",
+			formatDuration(now.Sub(prog.stalledSince).Round(time.Second)), prog.stalledSince.UTC().Format(time.RFC3339))
 	}
 	line("priority", "%s", job.Priority)
 	if job.RequestedBy != "" {
