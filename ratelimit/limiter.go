@@ -150,14 +150,19 @@ func New(rdb redis.UniversalClient, key string, limit Limit, opts ...Option) (*L
 	return l, nil
 }
 
+// AnnounceInterval is how often a running process should call Announce. An announced
+// limit is remembered for three intervals, so the limit of a process that stopped is
+// forgotten within three minutes.
+const AnnounceInterval = time.Minute
+
 // announceTTL is how long an announced limit is remembered without a new announcement.
-const announceTTL = 7 * 24 * time.Hour
+const announceTTL = 3 * AnnounceInterval
 
 // Announce records this limiter's rate and burst for the other processes that share its
 // key, and returns the ones announced before when they differ. Limiters with different
 // limits share one schedule, so the fleet then keeps neither rate: the caller should
-// warn. During a change of the limit, processes still on the old one differ until they
-// restart.
+// warn. Call it at start and every AnnounceInterval after. During a change of the limit,
+// processes still on the old one differ until they restart.
 func (l *Limiter) Announce(ctx context.Context) (previous Limit, differs bool, err error) {
 	own := strconv.FormatFloat(l.limit.Rate, 'g', -1, 64) + "/" + strconv.Itoa(l.limit.Burst)
 	old, err := announceScript.Run(ctx, l.rdb, []string{l.limitKey}, own, int64(announceTTL/time.Second)).Text()

@@ -551,4 +551,13 @@ func TestAnnounceSpotsDifferentLimits(t *testing.T) {
 	if err != nil || !differs || previous != (Limit{Rate: 5, Burst: 1}) {
 		t.Fatalf("Announce of another limit = %+v, differs %v, %v; want rate 5 burst 1, differs", previous, differs, err)
 	}
+
+	// The announcement of a process that stopped must expire soon after its last one.
+	ttl, err := r.client(t).TTL(t.Context(), other.limitKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl <= 0 || ttl > 3*AnnounceInterval {
+		t.Errorf("announced limit expires in %v, want within %v", ttl, 3*AnnounceInterval)
+	}
 }

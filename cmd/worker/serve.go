@@ -91,13 +91,28 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 		return &usageError{fmt.Errorf("rate limit: %w", err)}
 	}
 	fleet := m.WrapLimiter(limiter)
-	if previous, differs, err := limiter.Announce(ctx); err != nil {
-		log.Warn().Err(err).Msg("could not compare the rate limit with the other workers'")
-	} else if differs {
-		log.Warn().Float64("rate_limit", cfg.RateLimit).Int("rate_burst", cfg.RateBurst).
-			Float64("other_rate_limit", previous.Rate).Int("other_rate_burst", previous.Burst).
-			Msg("another worker of this Odin announced a different ODIN_RATE_LIMIT or ODIN_RATE_BURST: workers share one schedule, so the fleet keeps neither rate; give every worker the same values (while a change rolls out, this lasts until every worker runs the new ones)")
+	announce := func() {
+		if previous, differs, err := limiter.Announce(ctx); err != nil {
+			log.Warn().Err(err).Msg("could not compare the rate limit with the other workers'")
+		} else if differs {
+			log.Warn().Float64("rate_limit", cfg.RateLimit).Int("rate_burst", cfg.RateBurst).
+				Float64("other_rate_limit", previous.Rate).Int("other_rate_burst", previous.Burst).
+				Msg("another worker of this Odin announced a different ODIN_RATE_LIMIT or ODIN_RATE_BURST within the last 3 minutes: workers share one schedule, so the fleet keeps neither rate; give every worker the same values (while a change rolls out, this lasts until every worker runs the new ones)")
+		}
 	}
+	announce()
+	go func() {
+		ticker := time.NewTicker(ratelimit.AnnounceInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C:
+				announce()
+			}
+		}
+	}()
 	client, err := odin.NewClient(cfg.OdinBaseURL, cfg.OdinUsername, cfg.odinPassword,
 		odin.WithLimiter(fleet), odin.WithTimeout(cfg.OdinTimeout), odin.WithObserver(m.ObserveOdin))
 	if err != nil {
