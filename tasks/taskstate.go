@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -108,17 +110,19 @@ func (b *taskBatch[T]) flush(ctx context.Context) error {
 	return nil
 }
 
-// queueHasWork reports whether queue has tasks pending, active or waiting to retry, from
-// asynq v0.25.1's keys of the queue (internal/base: PendingKey, ActiveKey, RetryKey). All
-// three share the hash tag {queue}, so one pipeline reaches one Redis Cluster node.
+// queueHasWork reports whether queue has tasks pending, running or waiting to retry, from
+// asynq v0.25.1's keys of the queue (internal/base: PendingKey, LeaseKey, RetryKey). A
+// running task counts by its lease, which expires 30 s after its worker stops extending
+// it, so an entry left in the active list by a lost task does not count forever. All three
+// keys share the hash tag {queue}, so one pipeline reaches one Redis Cluster node.
 func queueHasWork(ctx context.Context, rdb redis.UniversalClient, queue string) (bool, error) {
 	prefix := "asynq:{" + queue + "}:"
 	pipe := rdb.Pipeline()
 	pending := pipe.LLen(ctx, prefix+"pending")
-	active := pipe.LLen(ctx, prefix+"active")
+	running := pipe.ZCount(ctx, prefix+"lease", strconv.FormatInt(time.Now().Unix(), 10), "+inf")
 	retry := pipe.ZCard(ctx, prefix+"retry")
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, fmt.Errorf("read the size of queue %s: %w", queue, err)
 	}
-	return pending.Val()+active.Val()+retry.Val() > 0, nil
+	return pending.Val()+running.Val()+retry.Val() > 0, nil
 }
