@@ -234,7 +234,9 @@ func (s *Sweeper) repairPendingUsers(ctx context.Context, job results.Job, queue
 
 // repairUsers reads the task states of pending users in one round trip. It enqueues the
 // tasks that are gone again, and passes users whose task is archived to repairUser, which
-// needs the task's last error and retry count. Tasks in any other state are left alone.
+// needs the task's last error and retry count. A broken task is deleted and enqueued
+// anew, and a stranded one gets an expired lease for asynq's recoverer. Tasks in any
+// other state are left alone.
 func (s *Sweeper) repairUsers(ctx context.Context, job results.Job, queue string, recs []results.UserRecord) (int, error) {
 	taskIDs := make([]string, len(recs))
 	for i, rec := range recs {
@@ -248,6 +250,16 @@ func (s *Sweeper) repairUsers(ctx context.Context, job results.Job, queue string
 	repaired := 0
 	for i, rec := range recs {
 		switch states[i] {
+		case taskStranded:
+			if err := unblockTask(ctx, s.Redis, queue, taskIDs[i]); err != nil {
+				return repaired, err
+			}
+			repaired++ // asynq's recoverer retries it within a minute
+		case taskBroken:
+			if err := unblockTask(ctx, s.Redis, queue, taskIDs[i]); err != nil {
+				return repaired, err
+			}
+			fallthrough
 		case "":
 			if err := s.enqueueUser(ctx, job, queue, rec.UserID); err != nil {
 				return repaired, err
@@ -321,10 +333,10 @@ func (s *Sweeper) repairUser(ctx context.Context, job results.Job, queue string,
 		}
 		return 1, nil
 	}
-	// NOTE: a task left active without its lease entry, for example after Redis evicted
-	// the lease key, is never recovered by asynq and is not repaired here either, so its
-	// job stays running. The worker's start-up check for maxmemory-policy noeviction
-	// prevents that case instead.
+	// NOTE: without a Redis client the sweeper cannot see a task left active without its
+	// lease entry, or a task hash without its message, for example after Redis evicted
+	// keys. asynq never recovers them, so their job stays running. The worker passes its
+	// client, and its start-up check for maxmemory-policy noeviction prevents eviction.
 	return 0, nil
 }
 

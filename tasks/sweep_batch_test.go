@@ -381,3 +381,59 @@ func processedCommands(tb testing.TB, rd *testredis.Redis) int64 {
 	tb.Fatal("INFO stats has no total_commands_processed")
 	return 0
 }
+
+// TestSweepJobUnblocksTasks tampers with two users' tasks as an evicting Redis would: one
+// hash loses its message, and one active task loses its lease entry. asynq recovers
+// neither. The sweeper must enqueue the first anew and give the second an expired lease,
+// so asynq's recoverer retries it.
+func TestSweepJobUnblocksTasks(t *testing.T) {
+	ctx := context.Background()
+	s := newStalledJob(t, 3, 3)
+	for i := range 3 {
+		s.enqueue(t, i)
+	}
+	rdb := s.rd.Client
+	prefix := "asynq:{" + tasks.QueueDefault + "}:"
+	brokenID := tasks.UserTaskID(stalledJobID, sweepUserID(0))
+	strandedID := tasks.UserTaskID(stalledJobID, sweepUserID(1))
+
+	if err := rdb.HDel(ctx, prefix+"t:"+brokenID, "msg").Err(); err != nil {
+		t.Fatal(err)
+	}
+	// An active task as asynq's dequeue leaves it, minus the lease entry.
+	if err := rdb.LRem(ctx, prefix+"pending", 0, strandedID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.LPush(ctx, prefix+"active", strandedID).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.HSet(ctx, prefix+"t:"+strandedID, "state", "active").Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	sweeper := &tasks.Sweeper{Store: s.store, Client: s.client, Inspector: s.inspector, Redis: rdb}
+	repaired, err := sweeper.SweepJob(ctx, s.job)
+	if err != nil {
+		t.Fatalf("SweepJob: %v", err)
+	}
+	if repaired != 2 {
+		t.Errorf("SweepJob repaired %d, want 2: the broken and the stranded task", repaired)
+	}
+
+	if got := s.taskState(t, 0); got != "pending" {
+		t.Errorf("task with a lost message is %q after the sweep, want pending: enqueued anew", got)
+	}
+	if msg, err := rdb.HExists(ctx, prefix+"t:"+brokenID, "msg").Result(); err != nil || !msg {
+		t.Errorf("task enqueued anew has no message (%v)", err)
+	}
+	score, err := rdb.ZScore(ctx, prefix+"lease", strandedID).Result()
+	if err != nil {
+		t.Fatalf("stranded task has no lease entry after the sweep: %v", err)
+	}
+	if score > float64(time.Now().Unix()) {
+		t.Errorf("stranded task's lease ends at %v, want an expired lease for asynq's recoverer", score)
+	}
+	if got := s.taskState(t, 2); got != "pending" {
+		t.Errorf("untouched task is %q after the sweep, want pending", got)
+	}
+}

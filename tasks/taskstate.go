@@ -22,38 +22,120 @@ func asynqTaskKey(queue, taskID string) string {
 	return "asynq:{" + queue + "}:t:" + taskID
 }
 
+// States that readTaskStates reports besides asynq's own names. Only a task hash changed
+// outside asynq, by hand or by an evicting Redis, gets into them.
+const (
+	// taskBroken is a task hash without its message: asynq's recoverer skips it, and its
+	// TaskID blocks a new enqueue.
+	taskBroken = "broken"
+	// taskStranded is an active task without a lease entry, which asynq's recoverer
+	// never finds.
+	taskStranded = "stranded"
+)
+
 // readTaskStates reads the state of each of the given tasks of queue in one pipelined
 // round trip, and returns the states in the order of taskIDs. A state is asynq's name for
-// it ("pending", "archived", ...), and "" means the task does not exist. All keys of one
-// queue share the hash tag {queue}, so a Redis Cluster client sends the pipeline to one
-// node.
+// it ("pending", "archived", ...), taskBroken or taskStranded, and "" means the task does
+// not exist. All keys of one queue share the hash tag {queue}, so a Redis Cluster client
+// sends the pipeline to one node.
 func readTaskStates(ctx context.Context, rdb redis.UniversalClient, queue string, taskIDs []string) ([]string, error) {
 	if len(taskIDs) == 0 {
 		return nil, nil
 	}
 
 	pipe := rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(taskIDs))
+	type lookup struct {
+		state *redis.StringCmd
+		msg   *redis.BoolCmd
+		lease *redis.FloatCmd
+	}
+	lookups := make([]lookup, len(taskIDs))
 	for i, id := range taskIDs {
-		cmds[i] = pipe.HGet(ctx, asynqTaskKey(queue, id), "state")
+		key := asynqTaskKey(queue, id)
+		lookups[i] = lookup{
+			state: pipe.HGet(ctx, key, "state"),
+			msg:   pipe.HExists(ctx, key, "msg"),
+			lease: pipe.ZScore(ctx, asynqQueueKey(queue, "lease"), id),
+		}
 	}
 	// Exec returns the first failed command's error, and a missing task's redis.Nil
 	// counts as one, so each command is checked below instead.
 	_, _ = pipe.Exec(ctx)
 
 	states := make([]string, len(taskIDs))
-	for i, cmd := range cmds {
-		state, err := cmd.Result()
+	for i, l := range lookups {
+		state, err := l.state.Result()
 		switch {
 		case errors.Is(err, redis.Nil):
-			// The task is gone: states[i] stays "".
+			continue // the task is gone: states[i] stays ""
 		case err != nil:
 			return nil, fmt.Errorf("read state of task %q in queue %s: %w", taskIDs[i], queue, err)
+		}
+		hasMsg, err := l.msg.Result()
+		if err != nil {
+			return nil, fmt.Errorf("read task %q in queue %s: %w", taskIDs[i], queue, err)
+		}
+		_, leaseErr := l.lease.Result()
+		if leaseErr != nil && !errors.Is(leaseErr, redis.Nil) {
+			return nil, fmt.Errorf("read the lease of task %q in queue %s: %w", taskIDs[i], queue, leaseErr)
+		}
+		switch {
+		case !hasMsg:
+			states[i] = taskBroken
+		case state == asynq.TaskStateActive.String() && errors.Is(leaseErr, redis.Nil):
+			states[i] = taskStranded
 		default:
 			states[i] = state
 		}
 	}
 	return states, nil
+}
+
+// asynqQueueKey returns the key of one of queue's sets in asynq v0.25.1, such as
+// "pending", "active" or "lease" (internal/base.QueueKeyPrefix).
+func asynqQueueKey(queue, set string) string {
+	return "asynq:{" + queue + "}:" + set
+}
+
+// unblockTaskScript fixes a broken or stranded task, checking its state again first.
+// A broken task is removed from every list of its queue and its hash deleted, so the
+// caller can enqueue it anew. A stranded task gets an expired lease, so asynq's
+// recoverer retries it within a minute, as after a worker crash. It returns 1 when it
+// changed something.
+//
+//	KEYS[1] task hash, KEYS[2] active list, KEYS[3] pending list, KEYS[4] lease set,
+//	KEYS[5] scheduled set, KEYS[6] retry set. ARGV[1] task ID.
+var unblockTaskScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+if redis.call('HEXISTS', KEYS[1], 'msg') == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('LREM', KEYS[2], 0, ARGV[1])
+  redis.call('LREM', KEYS[3], 0, ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('ZREM', KEYS[6], ARGV[1])
+  return 1
+end
+if redis.call('HGET', KEYS[1], 'state') == 'active' and not redis.call('ZSCORE', KEYS[4], ARGV[1]) then
+  redis.call('ZADD', KEYS[4], 0, ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// unblockTask runs unblockTaskScript for one task of queue.
+func unblockTask(ctx context.Context, rdb redis.UniversalClient, queue, taskID string) error {
+	keys := []string{
+		asynqTaskKey(queue, taskID),
+		asynqQueueKey(queue, "active"), asynqQueueKey(queue, "pending"), asynqQueueKey(queue, "lease"),
+		asynqQueueKey(queue, "scheduled"), asynqQueueKey(queue, "retry"),
+	}
+	if err := unblockTaskScript.Run(ctx, rdb, keys, taskID).Err(); err != nil {
+		return fmt.Errorf("repair task %q of queue %s: %w", taskID, queue, err)
+	}
+	return nil
 }
 
 // taskBatch collects items of a stalled job whose tasks the sweeper may have to repair,
@@ -78,7 +160,8 @@ func (b *taskBatch[T]) add(ctx context.Context, item T) error {
 	return b.flush(ctx)
 }
 
-// flush repairs the queued items whose task is gone or archived.
+// flush repairs the queued items whose task is gone or archived. It first unblocks broken
+// tasks, which then count as gone, and stranded ones, which asynq's recoverer then takes.
 func (b *taskBatch[T]) flush(ctx context.Context) error {
 	items := b.items
 	b.items = b.items[:0]
@@ -98,8 +181,20 @@ func (b *taskBatch[T]) flush(ctx context.Context) error {
 		}
 	}
 	for i, item := range items {
-		if states != nil && states[i] != "" && states[i] != asynq.TaskStateArchived.String() {
-			continue // the task is alive
+		if states != nil {
+			switch states[i] {
+			case taskBroken, taskStranded:
+				if err := unblockTask(ctx, b.sweeper.Redis, b.queue, b.taskID(item)); err != nil {
+					return err
+				}
+				if states[i] == taskStranded {
+					b.repaired++ // asynq's recoverer takes it from here
+					continue
+				}
+			case "", asynq.TaskStateArchived.String():
+			default:
+				continue // the task is alive
+			}
 		}
 		n, err := b.repair(item)
 		b.repaired += n
@@ -116,11 +211,10 @@ func (b *taskBatch[T]) flush(ctx context.Context) error {
 // it, so an entry left in the active list by a lost task does not count forever. All three
 // keys share the hash tag {queue}, so one pipeline reaches one Redis Cluster node.
 func queueHasWork(ctx context.Context, rdb redis.UniversalClient, queue string) (bool, error) {
-	prefix := "asynq:{" + queue + "}:"
 	pipe := rdb.Pipeline()
-	pending := pipe.LLen(ctx, prefix+"pending")
-	running := pipe.ZCount(ctx, prefix+"lease", strconv.FormatInt(time.Now().Unix(), 10), "+inf")
-	retry := pipe.ZCard(ctx, prefix+"retry")
+	pending := pipe.LLen(ctx, asynqQueueKey(queue, "pending"))
+	running := pipe.ZCount(ctx, asynqQueueKey(queue, "lease"), strconv.FormatInt(time.Now().Unix(), 10), "+inf")
+	retry := pipe.ZCard(ctx, asynqQueueKey(queue, "retry"))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return false, fmt.Errorf("read the size of queue %s: %w", queue, err)
 	}
