@@ -145,7 +145,16 @@ func (h *Handlers) lowQueueGate(next asynq.Handler) asynq.Handler {
 			JobID string `json:"jobId"`
 		}
 		if json.Unmarshal(t.Payload(), &ids) == nil && ids.JobID != "" {
-			if err := h.Store.SetReason(ctx, ids.JobID, reason); err != nil && !errors.Is(err, results.ErrNotFound) {
+			state, err := h.Store.JobState(ctx, ids.JobID)
+			if errors.Is(err, results.ErrNotFound) || state.Finished() {
+				// The handler ends the task now, so a cancelled low job does not keep
+				// tasks waiting behind default ones.
+				return next.ProcessTask(ctx, t)
+			}
+			if err == nil {
+				err = h.Store.SetReason(ctx, ids.JobID, reason)
+			}
+			if err != nil {
 				zerolog.Ctx(ctx).Warn().Err(err).Msg("could not record the waiting reason")
 			}
 		}

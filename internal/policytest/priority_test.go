@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+
 	"github.com/odinreset/odinreset/internal/testenv"
 	"github.com/odinreset/odinreset/odin/odintest"
 	"github.com/odinreset/odinreset/results"
@@ -147,4 +149,32 @@ func TestDefaultFanOutAheadOfLowJob(t *testing.T) {
 		t.Errorf("low job had %d of %d users applied when the default job completed, want at most %d: the default fan-out waited behind the low job's requests", lowJob.Applied, users, users/2)
 	}
 	env.Wait("fanout-low", time.Minute)
+}
+
+// TestCancelledLowJobLeavesQueue cancels a low-priority job whose tasks wait behind a
+// default-priority job. Its tasks must end at once instead of waiting for the default job.
+func TestCancelledLowJobLeavesQueue(t *testing.T) {
+	t.Parallel()
+	env := testenv.Start(t, testenv.Options{Sim: odintest.Config{Users: 60}, Concurrency: 4, RateLimit: 5})
+	ctx := context.Background()
+	all := seededUsers(60)
+	env.Submit(tasks.BulkResetPayload{JobID: "cancel-default", Type: results.Web, Users: all[:50]})
+	env.Submit(tasks.BulkResetPayload{JobID: "cancel-low", Type: results.Web, Users: all[50:], Priority: tasks.PriorityLow})
+	waitUntil(t, 10*time.Second, "the low job to wait behind the default one", func() bool {
+		job, err := env.Store.Job(ctx, "cancel-low")
+		return err == nil && job.Reason != ""
+	})
+	if _, err := env.Store.Cancel(ctx, "cancel-low"); err != nil {
+		t.Fatal(err)
+	}
+
+	inspector := asynq.NewInspector(env.Redis.Opt)
+	t.Cleanup(func() { _ = inspector.Close() })
+	waitUntil(t, 15*time.Second, "the cancelled low job's tasks to leave reset-low", func() bool {
+		info, err := inspector.GetQueueInfo(tasks.QueueLow)
+		return err == nil && info.Size == 0
+	})
+	if job, err := env.Store.Job(ctx, "cancel-default"); err != nil || job.State != results.JobRunning {
+		t.Errorf("default job is %v (%v), want still running: the test did not overlap it", job.State, err)
+	}
 }
