@@ -110,6 +110,14 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 			log.Info().Int("cursor", job.Cursor).Msg("job cancelled during fan-out, stopping")
 			return nil
 		}
+		if queue == QueueLow && job.Cursor < job.Total {
+			// lowQueueGate checked only when the fan-out started. A SIP fan-out may take
+			// minutes, so a default job submitted meanwhile waits no longer than a chunk.
+			if wait := h.waitForDefaultJobs(ctx, p.JobID); wait != nil {
+				log.Info().Int("cursor", job.Cursor).Msg("default-priority jobs have work; low-priority fan-out resumes later")
+				return wait
+			}
+		}
 	}
 	log.Info().Int("users", job.Total).Msg("fan-out finished")
 	return nil

@@ -120,7 +120,7 @@ const (
 )
 
 // lowQueueGate makes the tasks of QueueLow wait, without spending an attempt, while
-// QueueDefault has tasks pending, running or waiting to retry. asynq's strict priority
+// QueueDefault has tasks pending, running or waiting to retry (waitForDefaultJobs). asynq's strict priority
 // picks default tasks first, but only those already queued. A default job's fan-out
 // enqueues its users a chunk at a time, and a default task postponed by the rate limiter
 // waits in the retry set. Low tasks took the free slots meanwhile and shared the rate
@@ -131,39 +131,47 @@ func (h *Handlers) lowQueueGate(next asynq.Handler) asynq.Handler {
 		if queue, _ := asynq.GetQueueName(ctx); queue != QueueLow || t.Type() == TypeComplete {
 			return next.ProcessTask(ctx, t)
 		}
-		busy, err := h.defaultQueueBusy(ctx)
-		if err != nil {
-			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not read the default queue's size; running the low-priority task")
-			return next.ProcessTask(ctx, t)
-		}
-		if !busy {
-			return next.ProcessTask(ctx, t)
-		}
-
-		reason := lowQueueReason
 		var ids struct {
 			JobID string `json:"jobId"`
 		}
-		if json.Unmarshal(t.Payload(), &ids) == nil && ids.JobID != "" {
-			state, err := h.Store.JobState(ctx, ids.JobID)
-			if errors.Is(err, results.ErrNotFound) || state.Finished() {
-				// The handler ends the task now, so a cancelled low job does not keep
-				// tasks waiting behind default ones.
-				return next.ProcessTask(ctx, t)
-			}
-			if err == nil {
-				err = h.Store.SetReason(ctx, ids.JobID, reason)
-			}
-			if err != nil {
-				zerolog.Ctx(ctx).Warn().Err(err).Msg("could not record the waiting reason")
-			}
+		_ = json.Unmarshal(t.Payload(), &ids)
+		if wait := h.waitForDefaultJobs(ctx, ids.JobID); wait != nil {
+			return wait
 		}
-		return &WaitError{Delay: lowQueueWait, Reason: reason}
+		return next.ProcessTask(ctx, t)
 	})
 }
 
-// defaultQueueBusy reports whether QueueDefault has tasks pending, active or waiting to
-// retry, reading Redis at most once a second per worker.
+// waitForDefaultJobs returns a *WaitError, and sets the reason of job jobID, while
+// QueueDefault has work. It returns nil when the queue has none or Redis fails. It also
+// returns nil for a finished or missing job, so that the handler ends the task and a
+// cancelled low job does not keep tasks waiting.
+func (h *Handlers) waitForDefaultJobs(ctx context.Context, jobID string) error {
+	busy, err := h.defaultQueueBusy(ctx)
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("could not read the default queue's size; running the low-priority task")
+		return nil
+	}
+	if !busy {
+		return nil
+	}
+	if jobID != "" {
+		state, err := h.Store.JobState(ctx, jobID)
+		if errors.Is(err, results.ErrNotFound) || state.Finished() {
+			return nil
+		}
+		if err == nil {
+			err = h.Store.SetReason(ctx, jobID, lowQueueReason)
+		}
+		if err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("could not record the waiting reason")
+		}
+	}
+	return &WaitError{Delay: lowQueueWait, Reason: lowQueueReason}
+}
+
+// defaultQueueBusy reports whether QueueDefault has work (see queueHasWork). The answer is
+// cached for a second per worker.
 func (h *Handlers) defaultQueueBusy(ctx context.Context) (bool, error) {
 	w := &h.defaultWork
 	w.Lock()

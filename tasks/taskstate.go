@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -205,18 +204,35 @@ func (b *taskBatch[T]) flush(ctx context.Context) error {
 	return nil
 }
 
-// queueHasWork reports whether queue has tasks pending, running or waiting to retry, from
-// asynq v0.25.1's keys of the queue (internal/base: PendingKey, LeaseKey, RetryKey). A
-// running task counts by its lease, which expires 30 s after its worker stops extending
-// it, so an entry left in the active list by a lost task does not count forever. All three
-// keys share the hash tag {queue}, so one pipeline reaches one Redis Cluster node.
+// queueHasWorkScript reports 1 when a queue has a task pending, a task running under a
+// live lease, or a task other than a job completion waiting to retry. A completion posts
+// the job's callback and calls no Odin API, and a dead receiver keeps it retrying for
+// about 25 minutes.
+//
+//	KEYS[1] pending list, KEYS[2] lease set, KEYS[3] retry set. ARGV[1] now, Unix seconds.
+var queueHasWorkScript = redis.NewScript(`
+if redis.call('LLEN', KEYS[1]) > 0 or redis.call('ZCOUNT', KEYS[2], ARGV[1], '+inf') > 0 then
+  return 1
+end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  if string.sub(id, -9) ~= '#complete' then
+    return 1
+  end
+end
+return 0
+`)
+
+// queueHasWork reports whether queue has tasks pending, running or waiting to retry,
+// leaving out job completions that wait to retry. It reads asynq v0.25.1's keys of the
+// queue (internal/base: PendingKey, LeaseKey, RetryKey). A running task counts by its
+// lease, which expires 30 s after its worker stops extending it, so an entry left in the
+// active list by a lost task does not count forever. All three keys share the hash tag
+// {queue}, so the script runs on one Redis Cluster node.
 func queueHasWork(ctx context.Context, rdb redis.UniversalClient, queue string) (bool, error) {
-	pipe := rdb.Pipeline()
-	pending := pipe.LLen(ctx, asynqQueueKey(queue, "pending"))
-	running := pipe.ZCount(ctx, asynqQueueKey(queue, "lease"), strconv.FormatInt(time.Now().Unix(), 10), "+inf")
-	retry := pipe.ZCard(ctx, asynqQueueKey(queue, "retry"))
-	if _, err := pipe.Exec(ctx); err != nil {
+	keys := []string{asynqQueueKey(queue, "pending"), asynqQueueKey(queue, "lease"), asynqQueueKey(queue, "retry")}
+	busy, err := queueHasWorkScript.Run(ctx, rdb, keys, time.Now().Unix()).Int()
+	if err != nil {
 		return false, fmt.Errorf("read the size of queue %s: %w", queue, err)
 	}
-	return pending.Val()+running.Val()+retry.Val() > 0, nil
+	return busy == 1, nil
 }

@@ -32,6 +32,14 @@ func TestQueueHasWork(t *testing.T) {
 		{name: "waiting to retry", setup: func(rdb *redis.Client) {
 			rdb.ZAdd(t.Context(), prefix+"retry", redis.Z{Score: float64(now + 5), Member: "t1"})
 		}, want: true},
+		{name: "only completions waiting to retry", setup: func(rdb *redis.Client) {
+			rdb.ZAdd(t.Context(), prefix+"retry", redis.Z{Score: float64(now + 60), Member: CompleteTaskID("job1")})
+			rdb.ZAdd(t.Context(), prefix+"retry", redis.Z{Score: float64(now + 90), Member: CompleteTaskID("job2")})
+		}, want: false},
+		{name: "a user task among completions", setup: func(rdb *redis.Client) {
+			rdb.ZAdd(t.Context(), prefix+"retry", redis.Z{Score: float64(now + 60), Member: CompleteTaskID("job1")})
+			rdb.ZAdd(t.Context(), prefix+"retry", redis.Z{Score: float64(now + 90), Member: UserTaskID("job2", "u@x")})
+		}, want: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -137,7 +137,9 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 	}
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
-	if cfg.HTTPAddr != "" {
+	if cfg.HTTPAddr == "" {
+		log.Info().Msg("HTTP server off: no /healthz, /readyz, /metrics or dashboard")
+	} else {
 		httpSrv, err = startHTTP(cfg, log, rdb, redisOpt, m, httpErr)
 		if err != nil {
 			w.Shutdown()

@@ -178,3 +178,34 @@ func TestCancelledLowJobLeavesQueue(t *testing.T) {
 		t.Errorf("default job is %v (%v), want still running: the test did not overlap it", job.State, err)
 	}
 }
+
+// TestLowFanOutYieldsToDefaultJob starts a low-priority SIP job whose fan-out makes one
+// generator call per user, then submits a default-priority job. The low fan-out must stop
+// at its next chunk and leave the rate to the default job.
+func TestLowFanOutYieldsToDefaultJob(t *testing.T) {
+	t.Parallel()
+	const lowUsers, defaultUsers, chunk = 100, 200, 10
+	env := testenv.Start(t, testenv.Options{
+		Sim:         odintest.Config{Users: lowUsers + defaultUsers},
+		Concurrency: 4, RateLimit: 20, ChunkSize: chunk,
+	})
+	ctx := context.Background()
+	all := seededUsers(lowUsers + defaultUsers)
+	env.Submit(tasks.BulkResetPayload{JobID: "yield-low", Type: results.SIP, Users: all[:lowUsers], Priority: tasks.PriorityLow})
+	waitUntil(t, 20*time.Second, "the low fan-out to finish a chunk", func() bool {
+		job, err := env.Store.Job(ctx, "yield-low")
+		return err == nil && job.Cursor >= chunk
+	})
+
+	env.Submit(tasks.BulkResetPayload{JobID: "yield-default", Type: results.Web, Users: all[lowUsers:]})
+	defaultJob := env.Wait("yield-default", time.Minute)
+	low, err := env.Store.Job(ctx, "yield-low")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("when the default job completed (%d applied), the low fan-out had enqueued %d of %d users", defaultJob.Applied, low.Cursor, lowUsers)
+	if low.Cursor > 4*chunk {
+		t.Errorf("low fan-out enqueued %d users by the time the default job completed, want at most %d: it kept generating values beside the default job", low.Cursor, 4*chunk)
+	}
+	env.Wait("yield-low", 2*time.Minute)
+}
