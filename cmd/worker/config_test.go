@@ -323,16 +323,7 @@ func TestRunDatabaseOutOfRange(t *testing.T) {
 	t.Parallel()
 	testredis.RequireReal(t)
 	rd := testredis.New(t)
-	values, err := rd.Client.ConfigGet(context.Background(), "databases").Result()
-	if err != nil {
-		t.Fatalf("CONFIG GET databases: %v", err)
-	}
-	count, err := strconv.Atoi(values["databases"])
-	if err != nil {
-		t.Fatalf("CONFIG GET databases = %v: %v", values, err)
-	}
-	// The server's database count is the first number it rejects.
-	url := rd.URL[:strings.LastIndex(rd.URL, "/")] + "/" + strconv.Itoa(count)
+	url, count := rd.MissingDatabaseURL(t)
 	last := strconv.Itoa(count - 1)
 
 	tests := []struct {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -113,4 +114,19 @@ func withDB(opt *redis.Options, db int) string {
 		auth = ":" + opt.Password + "@"
 	}
 	return fmt.Sprintf("redis://%s%s/%d", auth, opt.Addr, db)
+}
+
+// MissingDatabaseURL returns the URL of the first database number the server does not
+// have, which equals its database count, and that count.
+func (r *Redis) MissingDatabaseURL(t testing.TB) (url string, count int) {
+	t.Helper()
+	values, err := r.Client.ConfigGet(context.Background(), "databases").Result()
+	if err != nil {
+		t.Fatalf("CONFIG GET databases: %v", err)
+	}
+	count, err = strconv.Atoi(values["databases"])
+	if err != nil {
+		t.Fatalf("CONFIG GET databases = %v: %v", values, err)
+	}
+	return r.URL[:strings.LastIndex(r.URL, "/")] + "/" + strconv.Itoa(count), count
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -45,26 +44,10 @@ func TestSetting(t *testing.T) {
 	}
 }
 
-// outOfRangeURL returns the URL of the database numbered like the server's database
-// count, the first number the server rejects, and the count.
-func outOfRangeURL(t *testing.T, rd *testredis.Redis) (string, int) {
-	t.Helper()
-	values, err := rd.Client.ConfigGet(context.Background(), "databases").Result()
-	if err != nil {
-		t.Fatalf("CONFIG GET databases: %v", err)
-	}
-	count, err := strconv.Atoi(values["databases"])
-	if err != nil {
-		t.Fatalf("CONFIG GET databases = %v: %v", values, err)
-	}
-	base := rd.URL[:strings.LastIndex(rd.URL, "/")]
-	return base + "/" + strconv.Itoa(count), count
-}
-
 func TestOutOfRangeErrorNamesCount(t *testing.T) {
 	testredis.RequireReal(t)
 	rd := testredis.New(t)
-	url, count := outOfRangeURL(t, rd)
+	url, count := rd.MissingDatabaseURL(t)
 	cfg := redisconn.Config{URL: url}
 
 	err := pingDatabase(t, url)
@@ -84,7 +67,7 @@ func TestOutOfRangeErrorNamesCount(t *testing.T) {
 func TestOutOfRangeErrorWithoutConfig(t *testing.T) {
 	testredis.RequireReal(t)
 	rd := testredis.New(t)
-	url, count := outOfRangeURL(t, rd)
+	url, count := rd.MissingDatabaseURL(t)
 	if strings.Contains(rd.URL, "@") {
 		t.Skip("the test Redis URL has credentials of its own")
 	}
