@@ -196,10 +196,13 @@ func (s *Sweeper) SweepJob(ctx context.Context, job results.Job) (int, error) {
 
 // repairPendingUsers runs repairUser's checks on each pending user among the first
 // job.Cursor users, the ones the fan-out has enqueued. With a Redis client it looks the
-// tasks up in batches of taskStateBatch, and without one a user at a time.
+// tasks up in batches of taskStateBatch (see taskBatch), and without one a user at a time.
 func (s *Sweeper) repairPendingUsers(ctx context.Context, job results.Job, queue string) (int, error) {
-	repaired := 0
-	batch := make([]results.UserRecord, 0, taskStateBatch)
+	users := &taskBatch[results.UserRecord]{
+		sweeper: s, queue: queue,
+		taskID: func(rec results.UserRecord) string { return UserTaskID(job.ID, rec.UserID) },
+		repair: func(rec results.UserRecord) (int, error) { return s.repairUser(ctx, job, queue, rec) },
+	}
 	limit := job.Cursor
 	err := s.Store.ForEachUser(ctx, job.ID, func(rec results.UserRecord) error {
 		if limit <= 0 {
@@ -209,71 +212,13 @@ func (s *Sweeper) repairPendingUsers(ctx context.Context, job results.Job, queue
 		if rec.State != results.UserPending {
 			return nil
 		}
-		if s.Redis == nil {
-			n, err := s.repairUser(ctx, job, queue, rec)
-			repaired += n
-			return err
-		}
-
-		batch = append(batch, rec)
-		if len(batch) < taskStateBatch {
-			return nil
-		}
-		n, err := s.repairUsers(ctx, job, queue, batch)
-		repaired += n
-		batch = batch[:0]
-		return err
+		return users.add(ctx, rec)
 	})
 	if err != nil && !errors.Is(err, errStopIteration) {
-		return repaired, err
+		return users.repaired, err
 	}
-
-	n, err := s.repairUsers(ctx, job, queue, batch)
-	return repaired + n, err
-}
-
-// repairUsers reads the task states of pending users in one round trip. It enqueues the
-// tasks that are gone again, and passes users whose task is archived to repairUser, which
-// needs the task's last error and retry count. A broken task is deleted and enqueued
-// anew, and a stranded one gets an expired lease for asynq's recoverer. Tasks in any
-// other state are left alone.
-func (s *Sweeper) repairUsers(ctx context.Context, job results.Job, queue string, recs []results.UserRecord) (int, error) {
-	taskIDs := make([]string, len(recs))
-	for i, rec := range recs {
-		taskIDs[i] = UserTaskID(job.ID, rec.UserID)
-	}
-	states, err := readTaskStates(ctx, s.Redis, queue, taskIDs)
-	if err != nil {
-		return 0, err
-	}
-
-	repaired := 0
-	for i, rec := range recs {
-		switch states[i] {
-		case taskStranded:
-			if err := unblockTask(ctx, s.Redis, queue, taskIDs[i]); err != nil {
-				return repaired, err
-			}
-			repaired++ // asynq's recoverer retries it within a minute
-		case taskBroken:
-			if err := unblockTask(ctx, s.Redis, queue, taskIDs[i]); err != nil {
-				return repaired, err
-			}
-			fallthrough
-		case "":
-			if err := s.enqueueUser(ctx, job, queue, rec.UserID); err != nil {
-				return repaired, err
-			}
-			repaired++
-		case asynq.TaskStateArchived.String():
-			n, err := s.repairUser(ctx, job, queue, rec)
-			repaired += n
-			if err != nil {
-				return repaired, err
-			}
-		}
-	}
-	return repaired, nil
+	err = users.flush(ctx)
+	return users.repaired, err
 }
 
 var errStopIteration = errors.New("stop iteration")
