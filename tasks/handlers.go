@@ -120,8 +120,8 @@ const (
 )
 
 // lowQueueGate makes the tasks of QueueLow wait, without spending an attempt, while
-// QueueDefault has tasks pending, running or waiting to retry (waitForDefaultJobs). asynq's strict priority
-// picks default tasks first, but only those already queued. A default job's fan-out
+// QueueDefault has work (waitForDefaultJobs). asynq's strict priority picks default tasks
+// first, but only those already queued. A default job's fan-out
 // enqueues its users a chunk at a time, and a default task postponed by the rate limiter
 // waits in the retry set. Low tasks took the free slots meanwhile and shared the rate
 // with the default job, so a low job could finish first. Completion tasks pass, because
@@ -170,8 +170,8 @@ func (h *Handlers) waitForDefaultJobs(ctx context.Context, jobID string) error {
 	return &WaitError{Delay: lowQueueWait, Reason: lowQueueReason}
 }
 
-// defaultQueueBusy reports whether QueueDefault has work (see queueHasWork). The answer is
-// cached for a second per worker.
+// defaultQueueBusy reports whether QueueDefault has work (see queueHasWork). Each worker
+// caches the result for a second.
 func (h *Handlers) defaultQueueBusy(ctx context.Context) (bool, error) {
 	w := &h.defaultWork
 	w.Lock()

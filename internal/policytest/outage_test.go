@@ -186,7 +186,7 @@ func TestServiceUnavailablePausesFleet(t *testing.T) {
 		remaining, _, err := p.limiter.Paused(ctx)
 		return err == nil && remaining > 0
 	})
-	// enqueue status shows the job's reason: it must say that the fleet is paused.
+	// enqueue status shows the job's reason, which must name the fleet pause.
 	waitUntil(t, 5*time.Second, "the job's reason to name the pause", func() bool {
 		job, err := p.store.Job(ctx, jobID)
 		return err == nil && strings.Contains(job.Reason, "Odin calls are paused until")

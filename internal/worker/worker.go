@@ -1,6 +1,7 @@
 // Package worker assembles one worker process: two asynq servers with the reset handlers
 // and their retry policy (one for urgent jobs, one for the batch queues with strict
-// priority), the asynq client the handlers enqueue with, and the sweeper. cmd/worker, the demo and the end-to-end tests all run this.
+// priority), the asynq client the handlers enqueue with, and the sweeper. cmd/worker, the
+// demo and the end-to-end tests all run this.
 package worker
 
 import (
