@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/odinreset/odinreset/internal/redisconn"
 	"github.com/odinreset/odinreset/internal/worker"
 	"github.com/odinreset/odinreset/odin"
 	"github.com/odinreset/odinreset/ratelimit"
@@ -57,7 +58,7 @@ func startInProcessFleet(profileDir, dir string, n int, cfg workerConfig, rs *re
 	keyring := results.NewKeyring(key)
 
 	var workers []*worker.Worker
-	var clients []*redis.Client
+	var clients []redis.UniversalClient
 	stop := func() {
 		for _, w := range workers {
 			w.Shutdown()
@@ -67,7 +68,13 @@ func startInProcessFleet(profileDir, dir string, n int, cfg workerConfig, rs *re
 		}
 	}
 	for range n {
-		rdb := redis.NewClient(&redis.Options{Addr: rs.addr})
+		// The connections of cmd/worker, as redisconn builds them.
+		redisOpt, rdb, err := redisconn.Config{URL: "redis://" + rs.addr}.Open()
+		if err != nil {
+			stop()
+			f.Close()
+			return nil, err
+		}
 		clients = append(clients, rdb)
 		limiter, err := ratelimit.New(rdb, cfg.odinURL, ratelimit.Limit{Rate: cfg.rateLimit, Burst: 1})
 		if err != nil {
@@ -82,7 +89,7 @@ func startInProcessFleet(profileDir, dir string, n int, cfg workerConfig, rs *re
 			return nil, err
 		}
 		w, err := worker.New(worker.Config{
-			RedisConnOpt: rs.asynqOpt(), Redis: rdb, Store: results.NewStore(rdb, results.WithSealer(keyring)),
+			RedisConnOpt: redisOpt, Redis: rdb, Store: results.NewStore(rdb, results.WithSealer(keyring)),
 			Odin: client, Limiter: limiter, Concurrency: cfg.concurrency, Logger: zerolog.Nop(),
 			ShutdownTimeout: 40 * time.Second,
 		})
