@@ -209,7 +209,7 @@ func TestSimUserDetailAndDevices(t *testing.T) {
 		t.Fatalf("UserDetail: %v", err)
 	}
 	simDevice, _ := srv.UserDevice("user0001@example.com")
-	want := &UserDetail{UserID: "user0001@example.com", Device: &Device{Name: simDevice.Name, Level: "Group", Type: simDevice.Type}}
+	want := &UserDetail{UserID: "user0001@example.com", ServiceProviderID: "sp1", GroupID: "grp1", Device: &Device{Name: simDevice.Name, Level: "Group", Type: simDevice.Type}}
 	if diff := cmp.Diff(want, detail); diff != "" {
 		t.Errorf("UserDetail mismatch (-want +got):\n%s", diff)
 	}

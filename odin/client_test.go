@@ -369,6 +369,11 @@ func TestUserDetail(t *testing.T) {
 			want: &UserDetail{UserID: "u1@example.com"},
 		},
 		{
+			name: "service provider and group",
+			body: `{"userId": "u1@example.com", "serviceProviderId": "sp1", "groupId": "grp1"}`,
+			want: &UserDetail{UserID: "u1@example.com", ServiceProviderID: "sp1", GroupID: "grp1"},
+		},
+		{
 			name: "list of one user",
 			body: `[{"userId": "u1@example.com", "accessDeviceEndpoint": {"accessDevice": {"deviceName": "d1", "deviceLevel": "Group", "deviceType": "T"}}}]`,
 			want: &UserDetail{UserID: "u1@example.com", Device: &Device{Name: "d1", Level: "Group", Type: "T"}},

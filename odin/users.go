@@ -27,6 +27,10 @@ type User struct {
 // uses.
 type UserDetail struct {
 	UserID string
+	// ServiceProviderID and GroupID are the user's service provider and group, "" when
+	// Odin's response has none.
+	ServiceProviderID string
+	GroupID           string
 	// Device is the user's phone from accessDeviceEndpoint.accessDevice; nil when the
 	// user has no device endpoint.
 	Device *Device
@@ -191,8 +195,8 @@ func (c *Client) GroupUsers(ctx context.Context, serviceProviderID, groupID stri
 	return users, nil
 }
 
-// UserDetail returns one user's details (GET /users?userId=): the user ID and the phone,
-// if any. An unknown user gets a permanent *APIError (404).
+// UserDetail returns one user's details (GET /users?userId=): the user ID, its service
+// provider and group, and the phone, if any. An unknown user gets a permanent *APIError (404).
 func (c *Client) UserDetail(ctx context.Context, userID string) (*UserDetail, error) {
 	if userID == "" {
 		return nil, errors.New("odin: UserDetail: the user ID is empty")
@@ -219,6 +223,8 @@ func (c *Client) UserDetail(ctx context.Context, userID string) (*UserDetail, er
 
 	var detail struct {
 		UserID               flexString `json:"userId"`
+		ServiceProviderID    flexString `json:"serviceProviderId"`
+		GroupID              flexString `json:"groupId"`
 		AccessDeviceEndpoint *struct {
 			AccessDevice *struct {
 				DeviceName  flexString `json:"deviceName"`
@@ -231,7 +237,11 @@ func (c *Client) UserDetail(ctx context.Context, userID string) (*UserDetail, er
 		return nil, newDecodeError(r.method, r.path, err)
 	}
 
-	result := &UserDetail{UserID: string(detail.UserID)}
+	result := &UserDetail{
+		UserID:            string(detail.UserID),
+		ServiceProviderID: string(detail.ServiceProviderID),
+		GroupID:           string(detail.GroupID),
+	}
 	if result.UserID == "" {
 		result.UserID = userID
 	}

@@ -89,7 +89,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	var (
 		opts                                       options
 		cfg                                        = &opts.cfg
-		extraUsers                                 listFlag
+		extraUsers, otherGroupUsers                listFlag
 		withoutAuth, withoutVoicemail, rejectFirst string
 		noDevice, spDevice                         string
 		sharedDevices                              listFlag
@@ -99,6 +99,8 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.Var(&extraUsers, "extra-user", "add a user `ID` to the group (repeatable)")
 	fs.StringVar(&cfg.ServiceProviderID, "service-provider", "sp1", "service provider `ID`")
 	fs.StringVar(&cfg.GroupID, "group", "grp1", "group `ID`")
+	fs.Var(&otherGroupUsers, "other-group-user", "add a user `ID` to another group of the service provider, named by --other-group (repeatable)")
+	fs.StringVar(&cfg.OtherGroupID, "other-group", "grp2", "group `ID` of the --other-group-user users")
 	fs.StringVar(&cfg.Username, "username", "admin", "admin user `name` for POST /auth/token")
 	password := fs.String("password", "", "admin password (default from ODIN_SIM_PASSWORD, else \"odin-sim-password\")")
 	fs.DurationVar(&cfg.TokenLifetime, "token-lifetime", time.Hour, "lifetime of issued tokens")
@@ -146,6 +148,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	}
 
 	cfg.ExtraUsers = extraUsers
+	cfg.OtherGroupUsers = otherGroupUsers
 	switch {
 	case *password != "":
 		cfg.Password, opts.password = *password, "the password from --password"

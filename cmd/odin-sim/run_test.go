@@ -130,7 +130,7 @@ func TestParseArgs(t *testing.T) {
 		{
 			name: "defaults",
 			want: odintest.Config{
-				ServiceProviderID: "sp1", GroupID: "grp1", Users: 100, Username: "admin", Password: "from-env",
+				ServiceProviderID: "sp1", GroupID: "grp1", OtherGroupID: "grp2", Users: 100, Username: "admin", Password: "from-env",
 				TokenLifetime: time.Hour, PasswordMinLength: 12, SIPPasswordLength: 12, PasscodeMinLength: 6,
 				PasscodeMaxLength: 8, MaxGenerateLimit: 1000, Faults: odintest.Faults{HangDuration: 30 * time.Second},
 			},
@@ -139,7 +139,7 @@ func TestParseArgs(t *testing.T) {
 			name: "counts take consecutive users",
 			args: []string{"--users", "6", "--without-auth", "2", "--without-voicemail", "1", "--reject-first", "2", "--no-device", "1", "--password", "p"},
 			want: odintest.Config{
-				ServiceProviderID: "sp1", GroupID: "grp1", Users: 6, Username: "admin", Password: "p",
+				ServiceProviderID: "sp1", GroupID: "grp1", OtherGroupID: "grp2", Users: 6, Username: "admin", Password: "p",
 				TokenLifetime: time.Hour, PasswordMinLength: 12, SIPPasswordLength: 12, PasscodeMinLength: 6,
 				PasscodeMaxLength: 8, MaxGenerateLimit: 1000, Faults: odintest.Faults{HangDuration: 30 * time.Second},
 				WithoutAuthentication: []string{"user0001@example.com", "user0002@example.com"},
@@ -151,7 +151,7 @@ func TestParseArgs(t *testing.T) {
 		{
 			name: "lists, faults and devices",
 			args: []string{
-				"--users", "3", "--extra-user", "x@y", "--reject-first", "x@y, user0001@example.com",
+				"--users", "3", "--extra-user", "x@y", "--other-group-user", "o@y", "--other-group", "grpB", "--reject-first", "x@y, user0001@example.com",
 				"--sp-device", "user0002@example.com", "--shared-device", "lobby=user0003@example.com,x@y",
 				"--error-500", "0.1", "--error-502", "0.2", "--reset", "0.05", "--hang", "0.01", "--hang-duration", "2s",
 				"--faults-include-auth", "--apply-before-fault", "0.5", "--fault-seed", "9",
@@ -160,7 +160,7 @@ func TestParseArgs(t *testing.T) {
 				"--passcode-min-length", "4", "--passcode-max-length", "4", "--password-min-length", "20", "--sip-password-length", "16",
 			},
 			want: odintest.Config{
-				ServiceProviderID: "sp1", GroupID: "grp1", Users: 3, ExtraUsers: []string{"x@y"}, Username: "admin", Password: "from-env",
+				ServiceProviderID: "sp1", GroupID: "grp1", Users: 3, ExtraUsers: []string{"x@y"}, OtherGroupUsers: []string{"o@y"}, OtherGroupID: "grpB", Username: "admin", Password: "from-env",
 				TokenLifetime: 2 * time.Minute, LoginPasswordChangeRequired: true,
 				PasswordMinLength: 20, SIPPasswordLength: 16, PasscodeMinLength: 4, PasscodeMaxLength: 4,
 				SIPGeneratorAcceptsLimit: true, MaxGenerateLimit: 50,

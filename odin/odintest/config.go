@@ -39,6 +39,13 @@ type Config struct {
 	// The SIP password must not contain the local part, so a local part of one or two
 	// characters makes many generated SIP passwords invalid.
 	ExtraUsers []string
+	// OtherGroupUsers are user IDs of another group of the same service provider,
+	// OtherGroupID. The group's list leaves them out and GET /users?userId= names their
+	// own group, but the setters and GET /users/authentication accept them like any
+	// user, as Odin's do: those calls take only the user ID. They have no phone.
+	OtherGroupUsers []string
+	// OtherGroupID is the group of OtherGroupUsers. Default "grp2".
+	OtherGroupID string
 
 	// Username and Password are the admin login accepted by POST /auth/token.
 	// Default "admin" and "odin-sim-password".
@@ -140,6 +147,7 @@ type DeviceLayout struct {
 const (
 	defaultServiceProviderID = "sp1"
 	defaultGroupID           = "grp1"
+	defaultOtherGroupID      = "grp2"
 	defaultUsername          = "admin"
 	defaultPassword          = "odin-sim-password"
 	defaultTokenLifetime     = time.Hour
@@ -166,6 +174,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.GroupID == "" {
 		c.GroupID = defaultGroupID
+	}
+	if c.OtherGroupID == "" {
+		c.OtherGroupID = defaultOtherGroupID
 	}
 	if c.Username == "" {
 		c.Username = defaultUsername
@@ -216,6 +227,7 @@ func (c Config) validate() error {
 	}
 
 	check(c.Users >= 0 && c.Users <= maxUsers, "Users is %d, want 0 to %d", c.Users, maxUsers)
+	check(c.OtherGroupID != c.GroupID, "OtherGroupID is %q, the same as GroupID: want another group", c.OtherGroupID)
 	check(c.TokenLifetime > 0, "TokenLifetime is %v, want a positive duration", c.TokenLifetime)
 	check(c.PasswordMinLength >= minPasswordLength && c.PasswordMinLength <= maxPasswordLength,
 		"PasswordMinLength is %d, want %d to %d", c.PasswordMinLength, minPasswordLength, maxPasswordLength)

@@ -29,6 +29,8 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"faults add up above 1", odintest.Config{Faults: odintest.Faults{Error500: 0.6, Reset: 0.6}}, "add up to"},
 		{"duplicate extra user", odintest.Config{Users: 1, ExtraUsers: []string{"user0001@example.com"}}, "appears twice"},
 		{"empty extra user", odintest.Config{ExtraUsers: []string{""}}, "empty user ID"},
+		{"other group is the group", odintest.Config{GroupID: "g", OtherGroupID: "g"}, "OtherGroupID"},
+		{"empty other-group user", odintest.Config{OtherGroupUsers: []string{""}}, "OtherGroupUsers contains an empty user ID"},
 		{"control character", odintest.Config{ExtraUsers: []string{"a\nb@example.com"}}, "control character"},
 		{"unknown user without service", odintest.Config{Users: 1, WithoutAuthentication: []string{"ghost@example.com"}}, "WithoutAuthentication"},
 		{"unknown reject-first user", odintest.Config{Users: 1, RejectFirst: []string{"ghost@example.com"}}, "RejectFirst"},

@@ -40,10 +40,14 @@ type accessDevice struct {
 }
 
 func (s *Simulator) summary(u *user) userSummary {
+	group := s.groupID
+	if u.groupID != "" {
+		group = u.groupID
+	}
 	return userSummary{
 		UserID:            u.id,
 		ServiceProviderID: s.serviceProviderID,
-		GroupID:           s.groupID,
+		GroupID:           group,
 		FirstName:         u.firstName,
 		LastName:          u.lastName,
 		PhoneNumber:       u.phoneNumber,

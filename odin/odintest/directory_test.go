@@ -265,3 +265,35 @@ func TestOddUserIDs(t *testing.T) {
 		}
 	})
 }
+
+func TestOtherGroupUsers(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, odintest.Config{Users: 1, ServiceProviderID: "ent1", GroupID: "grpA", OtherGroupUsers: []string{"stranger@example.com"}})
+	token := login(t, srv)
+
+	resp := call(t, http.MethodGet, srv.URL, "/users"+query("serviceProviderId", "ent1", "groupId", "grpA"), token, nil)
+	var listed []userSummary
+	resp.decode(t, &listed)
+	if len(listed) != 1 || listed[0].UserID != "user0001@example.com" {
+		t.Errorf("group list = %+v, want only user0001@example.com", listed)
+	}
+
+	resp = call(t, http.MethodGet, srv.URL, "/users"+query("userId", "stranger@example.com"), token, nil)
+	var details userDetails
+	resp.decode(t, &details)
+	if details.ServiceProviderID != "ent1" || details.GroupID != "grp2" || details.AccessDeviceEndpoint != nil {
+		t.Errorf("details = %+v, want ent1/grp2 without a device", details)
+	}
+
+	// Odin's setters take only the user ID, so they reset a user of any group.
+	resp = call(t, http.MethodPut, srv.URL, "/users/passwords", token, map[string]string{"userId": "stranger@example.com", "newPassword": "Xy7#kLm2pQr9vW4z"})
+	if resp.status != http.StatusOK {
+		t.Fatalf("PUT /users/passwords status = %d, want 200 (body %s)", resp.status, resp.body)
+	}
+	if value, count, _ := srv.Credential("stranger@example.com", odintest.KindWeb); value != "Xy7#kLm2pQr9vW4z" || count != 1 {
+		t.Errorf("Credential = %q set %d times, want the value set once", value, count)
+	}
+	if _, ok := srv.Credentials()["stranger@example.com"]; !ok {
+		t.Error("Credentials leaves out the user of the other group")
+	}
+}

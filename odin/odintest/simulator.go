@@ -20,7 +20,8 @@ type Simulator struct {
 	sipAcceptsLimit   bool
 	now               func() time.Time
 	signer            tokenSigner
-	users             []*user
+	users             []*user // the group's users, in group order
+	otherUsers        []*user // Config.OtherGroupUsers
 	usersByID         map[string]*user
 	groupDevices      map[string]*device
 	spDevices         map[string]*device
@@ -67,7 +68,7 @@ func New(cfg Config) (*Simulator, error) {
 		return nil, fmt.Errorf("odintest: invalid config: %w", err)
 	}
 
-	users, byID, err := buildUsers(cfg)
+	users, others, byID, err := buildUsers(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("odintest: invalid config: %w", err)
 	}
@@ -93,6 +94,7 @@ func New(cfg Config) (*Simulator, error) {
 		now:                    cfg.Now,
 		signer:                 newTokenSigner(),
 		users:                  users,
+		otherUsers:             others,
 		usersByID:              byID,
 		groupDevices:           groupDevices,
 		spDevices:              spDevices,
@@ -233,7 +235,7 @@ func (s *Simulator) Credentials() map[string]map[Kind]Credential {
 	defer s.mu.Unlock()
 
 	all := make(map[string]map[Kind]Credential)
-	for _, u := range s.users {
+	for _, u := range slices.Concat(s.users, s.otherUsers) {
 		for i, c := range u.creds {
 			if c.setCount == 0 {
 				continue

@@ -24,6 +24,7 @@ const (
 // them without a lock. creds is guarded by Simulator.mu.
 type user struct {
 	id          string
+	groupID     string // "" for a user of the simulated group, else OtherGroupID
 	userName    string // SIP authentication user name: the local part of id
 	firstName   string
 	lastName    string
@@ -87,32 +88,33 @@ func SeededUserID(n int) string {
 	return fmt.Sprintf("user%04d@example.com", n)
 }
 
-func validateExtraUserID(id string) error {
+func validateUserID(field, id string) error {
 	if id == "" {
-		return errors.New("ExtraUsers contains an empty user ID")
+		return fmt.Errorf("%s contains an empty user ID", field)
 	}
 	if len(id) > maxUserIDLength {
-		return fmt.Errorf("ExtraUsers: user ID %q has %d bytes, want at most %d", id, len(id), maxUserIDLength)
+		return fmt.Errorf("%s: user ID %q has %d bytes, want at most %d", field, id, len(id), maxUserIDLength)
 	}
 	for _, r := range id {
 		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return fmt.Errorf("ExtraUsers: user ID %q contains a control character or invalid UTF-8", id)
+			return fmt.Errorf("%s: user ID %q contains a control character or invalid UTF-8", field, id)
 		}
 	}
 	return nil
 }
 
-// buildUsers creates the seeded and extra users in group order.
-func buildUsers(cfg Config) ([]*user, map[string]*user, error) {
+// buildUsers creates the seeded and extra users in group order, and the users of the
+// other group.
+func buildUsers(cfg Config) (order, others []*user, byID map[string]*user, err error) {
 	total := cfg.Users + len(cfg.ExtraUsers)
-	order := make([]*user, 0, total)
-	byID := make(map[string]*user, total)
+	order = make([]*user, 0, total)
+	byID = make(map[string]*user, total+len(cfg.OtherGroupUsers))
 
 	add := func(id, firstName, lastName string) error {
 		if _, dup := byID[id]; dup {
 			return fmt.Errorf("user ID %q appears twice", id)
 		}
-		n := len(order) + 1
+		n := len(order) + len(others) + 1
 		u := &user{
 			id:                id,
 			userName:          localPart(id),
@@ -130,18 +132,31 @@ func buildUsers(cfg Config) ([]*user, map[string]*user, error) {
 
 	for n := 1; n <= cfg.Users; n++ {
 		if err := add(SeededUserID(n), "User", fmt.Sprintf("%04d", n)); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	for i, id := range cfg.ExtraUsers {
-		if err := validateExtraUserID(id); err != nil {
-			return nil, nil, err
+		if err := validateUserID("ExtraUsers", id); err != nil {
+			return nil, nil, nil, err
 		}
 		if err := add(id, "Extra", strconv.Itoa(i+1)); err != nil {
-			return nil, nil, fmt.Errorf("ExtraUsers: %w", err)
+			return nil, nil, nil, fmt.Errorf("ExtraUsers: %w", err)
 		}
 	}
-	return order, byID, nil
+	for i, id := range cfg.OtherGroupUsers {
+		if err := validateUserID("OtherGroupUsers", id); err != nil {
+			return nil, nil, nil, err
+		}
+		if err := add(id, "Other", strconv.Itoa(i+1)); err != nil {
+			return nil, nil, nil, fmt.Errorf("OtherGroupUsers: %w", err)
+		}
+		// add appended the user to the group: move it to the other group.
+		u := order[len(order)-1]
+		order = order[:len(order)-1]
+		u.groupID = cfg.OtherGroupID
+		others = append(others, u)
+	}
+	return order, others, byID, nil
 }
 
 // applyUserLists sets the per-user service and rule flags from cfg.
