@@ -91,6 +91,13 @@ func IsPermanent(err error) bool {
 		status != http.StatusRequestTimeout && status != http.StatusTooManyRequests
 }
 
+// IsMalformed reports whether err is a 2xx response whose body is not the documented
+// JSON.
+func IsMalformed(err error) bool {
+	var decodeErr *decodeError
+	return errors.As(err, &decodeErr)
+}
+
 // IsRuleRejection reports whether err is a permanent rejection of the password or passcode
 // value itself by the user's rules, which a freshly generated value may pass. Such rules
 // cover history, length, character classes, repeated or sequential digits, and the user

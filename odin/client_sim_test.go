@@ -113,6 +113,14 @@ func TestSimGroupUsers(t *testing.T) {
 	if diff := cmp.Diff(srv.Users(), ids); diff != "" {
 		t.Errorf("user IDs mismatch (-want +got):\n%s", diff)
 	}
+
+	onlyIDs, err := c.GroupUserIDs(context.Background(), "ent 1", "grp+1")
+	if err != nil {
+		t.Fatalf("GroupUserIDs: %v", err)
+	}
+	if diff := cmp.Diff(srv.Users(), onlyIDs); diff != "" {
+		t.Errorf("GroupUserIDs mismatch (-want +got):\n%s", diff)
+	}
 }
 
 func TestSimGenerators(t *testing.T) {

@@ -53,21 +53,8 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		users := p.Users
 		if p.AllUsers {
 			users, err = h.groupUserIDs(ctx, p)
-			if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) && !finalRejection(ctx) {
-				log.Warn().Err(err).Msg("Odin rejected the group listing; retrying before cancelling the job")
-				return h.odinFailure(ctx, p.JobID, err)
-			} else if err != nil && odin.IsPermanent(err) && !odin.IsAuthFailure(err) {
-				// The group cannot be listed (unknown group, no permission). End the job as
-				// cancelled with the reason instead of retrying for hours, so a script does
-				// not take it for an empty success.
-				log.Error().Err(err).Msg("cannot list the group's users; cancelling the job")
-				reason := "cannot list the group's users: " + odinReason(err) + "; check the service provider and group IDs"
-				if _, err := h.Store.Abort(ctx, p.JobID, reason); err != nil {
-					return err
-				}
-				return h.enqueueComplete(ctx, p.JobID, queue)
-			} else if err != nil {
-				return h.odinFailure(ctx, p.JobID, err)
+			if err != nil {
+				return h.groupListingFailure(ctx, p, queue, err)
 			}
 			log.Info().Int("users", len(users)).Msg("listed the group's users")
 		}
@@ -78,6 +65,21 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 	}
 	if job.State == results.JobCompleted {
 		return h.enqueueComplete(ctx, p.JobID, queue)
+	}
+
+	// An all-users job took its users from the group's list: they are members.
+	var members map[string]struct{}
+	if !p.AllUsers && job.Cursor < job.Total {
+		members, err = h.groupMembers(ctx, p)
+		switch {
+		case odin.IsPermanent(err) || odin.IsMalformed(err):
+			// Without the list, the users are reset unchecked, as before the check
+			// existed. The generators still reject an unknown group.
+			log.Warn().Err(err).Msg("cannot list the group's users, so the users are not checked against the group")
+			members = nil
+		case err != nil:
+			return h.odinFailure(ctx, p.JobID, err)
+		}
 	}
 
 	for job.Cursor < job.Total {
@@ -91,7 +93,7 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		if len(ids) == 0 {
 			return fmt.Errorf("user list of job %s ends at %d of %d users: the record is damaged", p.JobID, job.Cursor, job.Total)
 		}
-		if err := h.fanOutChunk(ctx, p, queue, ids); err != nil {
+		if err := h.fanOutChunk(ctx, p, queue, ids, members); err != nil {
 			return err
 		}
 		if err := h.Store.SetCursor(ctx, p.JobID, job.Cursor+len(ids)); err != nil {
@@ -123,12 +125,18 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 	return nil
 }
 
-// fanOutChunk writes values ahead for the chunk's users that have none, then enqueues
-// every user that is still pending.
-func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue string, ids []string) error {
+// fanOutChunk fails the chunk's users that are not in the job's group (unless members
+// is nil), writes values ahead for the others that have none, then enqueues every user
+// that is still pending.
+func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue string, ids []string, members map[string]struct{}) error {
 	recs, err := h.Store.Users(ctx, p.JobID, ids)
 	if err != nil {
 		return err
+	}
+	if members != nil {
+		if err := h.failOutsiders(ctx, p, queue, recs, members); err != nil {
+			return err
+		}
 	}
 
 	var needValue []string
