@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -235,4 +236,45 @@ func queueHasWork(ctx context.Context, rdb redis.UniversalClient, queue string) 
 		return false, fmt.Errorf("read the size of queue %s: %w", queue, err)
 	}
 	return busy == 1, nil
+}
+
+// Retrying is how many of a job's reset:user tasks wait in asynq's retry set: after an
+// Odin error, or to wait for the rate limiter, a fleet pause or default-priority jobs.
+type Retrying struct {
+	Users int
+	// Next is the earliest time one of them runs again, zero when Users is 0.
+	Next time.Time
+}
+
+// retryScanCount is the COUNT hint of each ZSCAN of RetryingUsers.
+const retryScanCount = 1000
+
+// RetryingUsers reads the job's reset:user tasks in the retry set of queue (asynq
+// v0.25.1's internal/base.RetryKey, scored by the Unix second the task runs again). It
+// scans the whole set, about 100 round trips for 100,000 waiting tasks of all jobs.
+func RetryingUsers(ctx context.Context, rdb redis.UniversalClient, jobID, queue string) (Retrying, error) {
+	var r Retrying
+	// Job IDs contain no glob character (results.ValidateJobID), and a user task's ID
+	// is the job ID, a slash and the user ID (UserTaskID).
+	match := UserTaskID(jobID, "*")
+	iter := rdb.ZScan(ctx, asynqQueueKey(queue, "retry"), 0, match, retryScanCount).Iterator()
+	for iter.Next(ctx) {
+		// ZSCAN returns members and scores in turn.
+		if !iter.Next(ctx) {
+			break
+		}
+		seconds, err := strconv.ParseFloat(iter.Val(), 64)
+		if err != nil {
+			return r, fmt.Errorf("read the retry set of queue %s: score %q is not a number", queue, iter.Val())
+		}
+		at := time.Unix(int64(seconds), 0)
+		if r.Users == 0 || at.Before(r.Next) {
+			r.Next = at
+		}
+		r.Users++
+	}
+	if err := iter.Err(); err != nil {
+		return Retrying{}, fmt.Errorf("read the retry set of queue %s: %w", queue, err)
+	}
+	return r, nil
 }

@@ -1,9 +1,12 @@
 package tasks
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/odinreset/odinreset/internal/testredis"
@@ -55,3 +58,66 @@ func TestQueueHasWork(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryingUsers puts tasks in asynq's retry set through a real asynq server whose
+// handler fails, so the test also guards the retry set's key and scores.
+func TestRetryingUsers(t *testing.T) {
+	rd := testredis.New(t)
+	const retryIn = time.Hour
+	srv := asynq.NewServer(rd.Opt, asynq.Config{
+		Concurrency: 4, Queues: map[string]int{QueueDefault: 1},
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return retryIn },
+		Logger:         quietLogger{}, LogLevel: asynq.FatalLevel,
+	})
+	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return errors.New("Odin is down") })); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+
+	client := asynq.NewClient(rd.Opt)
+	t.Cleanup(func() { client.Close() })
+	ids := []string{UserTaskID("job-a", "u1@example.com"), UserTaskID("job-a", "u2@example.com"),
+		UserTaskID("job-ab", "u3@example.com"), DeviceStepTaskID("job-a", "lobby")}
+	before := time.Now()
+	for _, id := range ids {
+		if _, err := client.Enqueue(asynq.NewTask("test:fail", nil), asynq.TaskID(id), asynq.Queue(QueueDefault), asynq.MaxRetry(5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := asynq.NewInspectorFromRedisClient(rd.Client).GetQueueInfo(QueueDefault)
+		if err == nil && info.Retry == len(ids) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tasks in the retry set: %+v, %v; want %d", info, err, len(ids))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	got, err := RetryingUsers(t.Context(), rd.Client, "job-a", QueueDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Users != 2 {
+		t.Errorf("Users = %d, want 2: the user tasks of job-a only", got.Users)
+	}
+	if earliest := before.Add(retryIn).Truncate(time.Second); got.Next.Before(earliest) || got.Next.After(time.Now().Add(retryIn)) {
+		t.Errorf("Next = %v, want about an hour from now", got.Next)
+	}
+
+	none, err := RetryingUsers(t.Context(), rd.Client, "job-c", QueueDefault)
+	if err != nil || none.Users != 0 || !none.Next.IsZero() {
+		t.Errorf("job without retrying tasks: %+v, %v; want none", none, err)
+	}
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Debug(...any) {}
+func (quietLogger) Info(...any)  {}
+func (quietLogger) Warn(...any)  {}
+func (quietLogger) Error(...any) {}
+func (quietLogger) Fatal(...any) {}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/odinreset/odinreset/results"
+	"github.com/odinreset/odinreset/tasks"
 )
 
 func (a *app) cmdStatus(ctx context.Context, args []string) error {
@@ -38,10 +39,27 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := a.printJob(job, audit, *asJSON); err != nil {
+	if err := a.printJob(job, audit, readRetrying(ctx, c, job), *asJSON); err != nil {
 		return err
 	}
 	return finishedOutcome(job)
+}
+
+// readRetrying returns how many of a running job's users wait in asynq's retry set. A
+// failed read returns none: the rest of the status is still worth printing.
+func readRetrying(ctx context.Context, c *redisConn, job results.Job) tasks.Retrying {
+	if job.State != results.JobRunning || !job.UsersLoaded || job.Pending() == 0 {
+		return tasks.Retrying{}
+	}
+	queue, err := tasks.QueueFor(job.Priority)
+	if err != nil {
+		return tasks.Retrying{}
+	}
+	retrying, err := tasks.RetryingUsers(ctx, c.rdb, job.ID, queue)
+	if err != nil {
+		return tasks.Retrying{}
+	}
+	return retrying
 }
 
 // oneJobID returns the single positional argument of a command that takes a job ID.
@@ -80,12 +98,12 @@ func jobNotFound(c *redisConn, jobID string) error {
 		jobID, c.where)
 }
 
-func (a *app) printJob(job results.Job, audit map[string]string, asJSON bool) error {
+func (a *app) printJob(job results.Job, audit map[string]string, retrying tasks.Retrying, asJSON bool) error {
 	if !asJSON {
-		printStatus(a.stdout, job, audit, a.now())
+		printStatus(a.stdout, job, audit, retrying, a.now())
 		return nil
 	}
-	b, err := json.MarshalIndent(newJobView(job, audit, a.now()), "", "  ")
+	b, err := json.MarshalIndent(newJobView(job, audit, a.now()).withRetrying(retrying), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -125,7 +143,7 @@ func (a *app) watchStatus(ctx context.Context, c *redisConn, store *results.Stor
 			}
 		case err == nil:
 			failingSince = time.Time{}
-			if err := a.drawWatch(job, audit, last, first, asJSON); err != nil {
+			if err := a.drawWatch(job, audit, readRetrying(ctx, c, job), last, first, asJSON); err != nil {
 				return err
 			}
 			last = job
@@ -142,17 +160,17 @@ func (a *app) watchStatus(ctx context.Context, c *redisConn, store *results.Stor
 	}
 }
 
-func (a *app) drawWatch(job results.Job, audit map[string]string, last results.Job, first, asJSON bool) error {
+func (a *app) drawWatch(job results.Job, audit map[string]string, retrying tasks.Retrying, last results.Job, first, asJSON bool) error {
 	if a.stdoutIsTerminal && !asJSON {
 		fmt.Fprint(a.stdout, "\x1b[H\x1b[2J")
-		printStatus(a.stdout, job, audit, a.now())
+		printStatus(a.stdout, job, audit, retrying, a.now())
 		return nil
 	}
 	if !first && sameProgress(job, last) {
 		return nil
 	}
 	if asJSON {
-		b, err := json.Marshal(newJobView(job, audit, a.now()))
+		b, err := json.Marshal(newJobView(job, audit, a.now()).withRetrying(retrying))
 		if err != nil {
 			return err
 		}
@@ -162,7 +180,7 @@ func (a *app) drawWatch(job results.Job, audit map[string]string, last results.J
 	if !first {
 		fmt.Fprintln(a.stdout)
 	}
-	printStatus(a.stdout, job, audit, a.now())
+	printStatus(a.stdout, job, audit, retrying, a.now())
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/odinreset/odinreset/internal/testredis"
 	"github.com/odinreset/odinreset/results"
+	"github.com/odinreset/odinreset/tasks"
 )
 
 func TestStatusGolden(t *testing.T) {
@@ -211,7 +212,7 @@ func TestStatusStalledJob(t *testing.T) {
 	job := results.Job{ID: "job-stalled", State: results.JobRunning, Type: results.Web, UsersLoaded: true,
 		Total: 100, Applied: 20, StartedAt: t0, SettledAt: t0.Add(time.Minute)}
 	var out strings.Builder
-	printStatus(&out, job, nil, t0.Add(10*time.Minute))
+	printStatus(&out, job, nil, tasks.Retrying{}, t0.Add(10*time.Minute))
 
 	want := "progress    none for 9m: no user settled since " + t0.Add(time.Minute).UTC().Format(time.RFC3339)
 	if !strings.Contains(out.String(), want) {
@@ -219,5 +220,33 @@ func TestStatusStalledJob(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "eta") {
 		t.Errorf("status of a stalled job shows an estimate:\n%s", out.String())
+	}
+}
+
+// TestStatusRetryingUsers checks the line and the JSON fields of users that wait in
+// asynq's retry set.
+func TestStatusRetryingUsers(t *testing.T) {
+	job := results.Job{ID: "job-retry", State: results.JobRunning, Type: results.Web, UsersLoaded: true,
+		Total: 100, Applied: 98, StartedAt: t0, SettledAt: t0.Add(time.Minute)}
+	now := t0.Add(2 * time.Minute)
+	retrying := tasks.Retrying{Users: 2, Next: now.Add(90 * time.Second)}
+
+	var out strings.Builder
+	printStatus(&out, job, nil, retrying, now)
+	want := "retrying    2 users wait in asynq's retry set, after an Odin error or a wait for the rate limiter; the next runs in 1m30s (" +
+		now.Add(90*time.Second).UTC().Format(time.RFC3339) + ")"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("status lacks %q:\n%s", want, out.String())
+	}
+
+	view := newJobView(job, nil, now).withRetrying(retrying)
+	if view.Retrying != 2 || view.NextRetryAt != now.Add(90*time.Second).UTC().Format(time.RFC3339) {
+		t.Errorf("JSON view: retrying %d, next %q; want 2 and the time of the next retry", view.Retrying, view.NextRetryAt)
+	}
+
+	out.Reset()
+	printStatus(&out, job, nil, tasks.Retrying{}, now)
+	if strings.Contains(out.String(), "retrying") {
+		t.Errorf("status without retrying users has a retrying line:\n%s", out.String())
 	}
 }

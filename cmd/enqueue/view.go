@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/odinreset/odinreset/results"
+	"github.com/odinreset/odinreset/tasks"
 )
 
 // jobView is the JSON form of a job in "status --json" and "list --json". Field names
@@ -51,8 +52,22 @@ type jobView struct {
 	SettledAt string `json:"settledAt,omitempty"`
 	// StalledSince is set, to SettledAt or the start, when a running job has pending users
 	// but settled none for stallNotice.
-	StalledSince string            `json:"stalledSince,omitempty"`
-	Audit        map[string]string `json:"audit,omitempty"`
+	StalledSince string `json:"stalledSince,omitempty"`
+	// Retrying counts the pending users whose task waits in asynq's retry set, after an
+	// Odin error or to wait for the rate limiter. NextRetryAt is when the first of them
+	// runs again. Only "status" fills them in.
+	Retrying    int               `json:"retrying,omitempty"`
+	NextRetryAt string            `json:"nextRetryAt,omitempty"`
+	Audit       map[string]string `json:"audit,omitempty"`
+}
+
+// withRetrying returns v with the retry counts filled in.
+func (v jobView) withRetrying(r tasks.Retrying) jobView {
+	if r.Users > 0 {
+		v.Retrying = r.Users
+		v.NextRetryAt = formatTime(r.Next)
+	}
+	return v
 }
 
 // stallNotice is how long a running job with pending users may settle none before status
@@ -153,7 +168,7 @@ func formatTime(t time.Time) string {
 }
 
 // printStatus writes the human form of a job's status.
-func printStatus(w io.Writer, job results.Job, audit map[string]string, now time.Time) {
+func printStatus(w io.Writer, job results.Job, audit map[string]string, retrying tasks.Retrying, now time.Time) {
 	prog := jobProgress(job, now)
 	line := func(label, format string, args ...any) {
 		fmt.Fprintf(w, "%-11s %s\n", label, fmt.Sprintf(format, args...))
@@ -183,6 +198,14 @@ func printStatus(w io.Writer, job results.Job, audit map[string]string, now time
 	if !prog.stalledSince.IsZero() {
 		line("progress", "none for %s: no user settled since %s; see the reason above, if any, and \"When a job is stuck\" in docs/operations.md",
 			formatDuration(now.Sub(prog.stalledSince).Round(time.Second)), prog.stalledSince.UTC().Format(time.RFC3339))
+	}
+	if retrying.Users > 0 {
+		next := "now"
+		if wait := retrying.Next.Sub(now); wait >= time.Second {
+			next = fmt.Sprintf("in %s", formatDuration(wait.Round(time.Second)))
+		}
+		line("retrying", "%s in asynq's retry set, after an Odin error or a wait for the rate limiter; the next runs %s (%s)",
+			plural(retrying.Users, "user waits", "users wait"), next, retrying.Next.UTC().Format(time.RFC3339))
 	}
 	line("priority", "%s", job.Priority)
 	if job.RequestedBy != "" {
