@@ -76,8 +76,14 @@ func (h *Handlers) failOutsiders(ctx context.Context, p BulkResetPayload, queue 
 
 		zerolog.Ctx(ctx).Warn().Str("user_id", rec.UserID).Str("reason", reason).Msg("user not in the job's group; recorded as failed, nothing sent to Odin")
 		done, err := h.Store.MarkFailed(ctx, p.JobID, rec, reason, 0)
-		if err != nil && !errors.Is(err, results.ErrConflict) {
+		if errors.Is(err, results.ErrConflict) {
+			continue
+		}
+		if err != nil {
 			return err
+		}
+		if h.Observer != nil {
+			h.Observer.UserSettled(p.Type, results.UserFailed)
 		}
 		completed = completed || done
 		recs[i].State = results.UserFailed

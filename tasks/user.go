@@ -342,8 +342,14 @@ func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue,
 				continue
 			}
 			done, err := h.Store.MarkFailed(ctx, p.JobID, rec, reason, 0)
-			if err != nil && !errors.Is(err, results.ErrConflict) {
+			if errors.Is(err, results.ErrConflict) {
+				continue
+			}
+			if err != nil {
 				return err
+			}
+			if h.Observer != nil {
+				h.Observer.UserSettled(p.Type, results.UserFailed)
 			}
 			completed = completed || done
 		}
