@@ -65,6 +65,8 @@ type Handlers struct {
 		checkedAt time.Time
 		busy      bool
 	}
+	// groupLists caches the group lists of recent fan-outs (see groupMembers).
+	groupLists memberCache
 }
 
 func (h *Handlers) chunkSize() int {

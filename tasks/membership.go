@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -17,8 +19,14 @@ import (
 // the operator of another. The fan-out of a job with a user list therefore reads the
 // group's list from Odin once and checks every user before it generates a value.
 
-// groupMembers returns the IDs of the users Odin lists in the job's group.
+// groupMembers returns the IDs of the users Odin lists in the job's group. A list this
+// worker read for the job less than memberCacheTTL ago is used again: a low-priority
+// fan-out stops after each chunk while default-priority jobs have work, and its next
+// attempt must not list a group of 100,000 users again.
 func (h *Handlers) groupMembers(ctx context.Context, p BulkResetPayload) (map[string]struct{}, error) {
+	if members, ok := h.groupLists.get(p.JobID, h.now()); ok {
+		return members, nil
+	}
 	listed, err := h.Odin.GroupUserIDs(ctx, p.ServiceProviderID, p.GroupID)
 	if err != nil {
 		return nil, err
@@ -27,7 +35,63 @@ func (h *Handlers) groupMembers(ctx context.Context, p BulkResetPayload) (map[st
 	for _, id := range listed {
 		members[id] = struct{}{}
 	}
+	h.groupLists.put(p.JobID, members, h.now())
 	return members, nil
+}
+
+// memberCacheTTL is how long a worker uses a group list it read. A user who joins the
+// group meanwhile is still found, by the lookup of users missing from the list.
+const memberCacheTTL = 10 * time.Minute
+
+// memberCacheJobs is how many jobs' group lists a worker keeps, a few megabytes each for
+// 100,000 users.
+const memberCacheJobs = 2
+
+// memberCache holds the group lists of the last few fan-outs by job ID. The zero value is
+// empty and ready, and it is safe for concurrent use.
+type memberCache struct {
+	mu      sync.Mutex
+	entries map[string]memberList
+}
+
+type memberList struct {
+	members map[string]struct{}
+	readAt  time.Time
+}
+
+func (c *memberCache) get(jobID string, now time.Time) (map[string]struct{}, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	list, ok := c.entries[jobID]
+	if !ok || now.Sub(list.readAt) >= memberCacheTTL || now.Before(list.readAt) {
+		return nil, false
+	}
+	return list.members, true
+}
+
+// put stores a job's list, dropping expired lists and then the oldest beyond
+// memberCacheJobs.
+func (c *memberCache) put(jobID string, members map[string]struct{}, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = make(map[string]memberList)
+	}
+	c.entries[jobID] = memberList{members: members, readAt: now}
+	for id, list := range c.entries {
+		if now.Sub(list.readAt) >= memberCacheTTL {
+			delete(c.entries, id)
+		}
+	}
+	for len(c.entries) > memberCacheJobs {
+		oldest := ""
+		for id, list := range c.entries {
+			if oldest == "" || list.readAt.Before(c.entries[oldest].readAt) {
+				oldest = id
+			}
+		}
+		delete(c.entries, oldest)
+	}
 }
 
 // groupListingFailure handles a failed listing of the job's group. A rejection (unknown

@@ -208,4 +208,10 @@ func TestLowFanOutYieldsToDefaultJob(t *testing.T) {
 		t.Errorf("low fan-out enqueued %d users by the time the default job completed, want at most %d: it kept generating values beside the default job", low.Cursor, 4*chunk)
 	}
 	env.Wait("yield-low", 2*time.Minute)
+
+	// Each job's fan-out lists its group once: the low one, which stopped and resumed,
+	// uses the list it read first.
+	if lists := env.Sim.Stats().Requests["GET /users"]; lists != 2 {
+		t.Errorf("Odin got %d group listings, want 2: one per job", lists)
+	}
 }
