@@ -290,3 +290,41 @@ func TestFanOutFailureSetsJobReason(t *testing.T) {
 		t.Errorf("job reason = %q after the job completed, want it cleared", job.Reason)
 	}
 }
+
+// TestFanOutWaitReasonClearsWhenOdinResponds fails Odin's SIP generator in the middle of
+// a chunk. The generator takes one value per call here, so the chunk's remaining calls
+// take seconds: the reason must clear when Odin responds again, not when the chunk ends.
+func TestFanOutWaitReasonClearsWhenOdinResponds(t *testing.T) {
+	t.Parallel()
+	const users = 30
+	env := testenv.Start(t, testenv.Options{Sim: odintest.Config{Users: users}, RateLimit: 10})
+	env.Submit(tasks.BulkResetPayload{JobID: "job-flaky", Type: results.SIP, Users: seededUsers(users)})
+
+	ctx := t.Context()
+	waitFor := func(what string, cond func(job results.Job) bool) results.Job {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			job, err := env.Store.Job(ctx, "job-flaky")
+			if err == nil && cond(job) {
+				return job
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s: job %+v, %v", what, job, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("the first values", func(results.Job) bool { return env.Sim.Stats().Generated[odintest.KindSIP] >= 3 })
+	env.Sim.SetFaults(odintest.Faults{Error500: 1})
+	waitFor("the fan-out wait reason", func(job results.Job) bool { return strings.HasPrefix(job.Reason, "fan-out waits: ") })
+	env.Sim.SetFaults(odintest.Faults{})
+
+	job := waitFor("the reason to clear", func(job results.Job) bool { return job.Reason == "" })
+	if job.Cursor != 0 {
+		t.Errorf("reason cleared when the fan-out had enqueued %d users, want 0: it waited for the end of the chunk", job.Cursor)
+	}
+	if job = env.Wait("job-flaky", 60*time.Second); job.Applied != users {
+		t.Errorf("job = %s with %d applied, want %d", job.State, job.Applied, users)
+	}
+}

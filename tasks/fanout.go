@@ -254,6 +254,7 @@ func (h *Handlers) generate(ctx context.Context, jobID string, t results.Credent
 	values := make([]string, 0, n)
 	batch := n
 	faults := 0
+	noted := false // whether this call set the job's fan-out wait reason
 	for len(values) < n {
 		want := min(batch, n-len(values))
 		got, err := h.generateOnce(ctx, t, sp, group, want)
@@ -268,6 +269,12 @@ func (h *Handlers) generate(ctx context.Context, jobID string, t results.Credent
 		case err == nil:
 			values = append(values, got...)
 			faults = 0
+			if noted {
+				// Odin responds again. A SIP generator without limit may take minutes
+				// for the rest of the chunk, so the reason must not wait for its end.
+				h.clearFanOutWait(ctx, jobID)
+				noted = false
+			}
 		case errors.As(err, &countErr) && want > 1:
 			// Odin caps the count below what was asked: ask for what it returned.
 			batch = max(1, min(countErr.Got, want-1))
@@ -281,6 +288,7 @@ func (h *Handlers) generate(ctx context.Context, jobID string, t results.Credent
 				Msg("Odin generator call failed; retrying with a smaller batch")
 			if faults == 1 {
 				h.noteFanOutWait(ctx, jobID, err)
+				noted = jobID != ""
 			}
 			if err := sleep(ctx, delay); err != nil {
 				return values, err

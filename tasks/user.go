@@ -473,6 +473,18 @@ func (h *Handlers) noteFanOutWait(ctx context.Context, jobID string, err error) 
 	}
 }
 
+// clearFanOutWait removes the job's reason if noteFanOutWait set it, and leaves any other
+// reason, such as a fleet pause noted meanwhile, alone.
+func (h *Handlers) clearFanOutWait(ctx context.Context, jobID string) {
+	job, err := h.Store.Job(ctx, jobID)
+	if err != nil || !strings.HasPrefix(job.Reason, fanOutWaitPrefix) {
+		return
+	}
+	if err := h.Store.SetReason(ctx, jobID, ""); err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("could not clear the waiting reason")
+	}
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
