@@ -2,7 +2,6 @@ package tasks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -139,29 +138,21 @@ func (h *Handlers) failOutsiders(ctx context.Context, p BulkResetPayload, queue 
 		}
 
 		zerolog.Ctx(ctx).Warn().Str("user_id", rec.UserID).Str("reason", reason).Msg("user not in the job's group; recorded as failed, nothing sent to Odin")
-		done, err := h.Store.MarkFailed(ctx, p.JobID, rec, reason, 0)
-		if errors.Is(err, results.ErrConflict) {
-			continue
-		}
+		recorded, done, err := h.failUnsent(ctx, p, rec, reason)
 		if err != nil {
 			return err
 		}
-		if h.Observer != nil {
-			h.Observer.UserSettled(p.Type, results.UserFailed)
+		if recorded {
+			completed = completed || done
+			recs[i].State = results.UserFailed
+			failed++
 		}
-		completed = completed || done
-		recs[i].State = results.UserFailed
-		failed++
 	}
 
-	switch {
-	case completed:
-		return h.enqueueComplete(ctx, p.JobID, queue)
-	case failed > 0 && p.Type == results.SIP:
-		// The device steps may have waited for these users only.
-		return h.checkDeviceFollowup(ctx, p.JobID)
+	if failed == 0 {
+		return nil
 	}
-	return nil
+	return h.followFanOutFailures(ctx, p, queue, completed)
 }
 
 // outsiderReason looks up a user the group's list does not have, and returns why it

@@ -341,15 +341,9 @@ func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue,
 				}
 				continue
 			}
-			done, err := h.Store.MarkFailed(ctx, p.JobID, rec, reason, 0)
-			if errors.Is(err, results.ErrConflict) {
-				continue
-			}
+			_, done, err := h.failUnsent(ctx, p, rec, reason)
 			if err != nil {
 				return err
-			}
-			if h.Observer != nil {
-				h.Observer.UserSettled(p.Type, results.UserFailed)
 			}
 			completed = completed || done
 		}
@@ -357,6 +351,31 @@ func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue,
 	if err := h.Store.SetCursor(ctx, p.JobID, job.Total); err != nil {
 		return err
 	}
+	return h.followFanOutFailures(ctx, p, queue, completed)
+}
+
+// failUnsent records a user that the fan-out gives up on before any value of it was
+// sent: failed with the reason, and counted in the metrics. recorded is false when the
+// user's record changed meanwhile, and completed is true when the user was the job's
+// last.
+func (h *Handlers) failUnsent(ctx context.Context, p BulkResetPayload, rec results.UserRecord, reason string) (recorded, completed bool, err error) {
+	completed, err = h.Store.MarkFailed(ctx, p.JobID, rec, reason, 0)
+	if errors.Is(err, results.ErrConflict) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, err
+	}
+	if h.Observer != nil {
+		h.Observer.UserSettled(p.Type, results.UserFailed)
+	}
+	return true, completed, nil
+}
+
+// followFanOutFailures enqueues what users failed by the fan-out may have made due: the
+// job's completion when the last of them completed it, otherwise, in a SIP job, the device
+// steps, which may have waited for these users only.
+func (h *Handlers) followFanOutFailures(ctx context.Context, p BulkResetPayload, queue string, completed bool) error {
 	if completed {
 		return h.enqueueComplete(ctx, p.JobID, queue)
 	}
