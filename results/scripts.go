@@ -69,11 +69,16 @@ return out
 // concurrently and -1 when the job hash does not exist; completed is 1 only for the one
 // call that completed the job.
 //
+// With ARGV[6] "1" it settles only while the job runs, and returns {-2, 0} otherwise.
+//
 // KEYS: keys.all. ARGV[1] user ID, ARGV[2] expected value, ARGV[3] new value, ARGV[4]
-// counter field ("applied" or "failed"), ARGV[5] now (RFC 3339).
+// counter field ("applied" or "failed"), ARGV[5] now (RFC 3339), ARGV[6] "1" or absent.
 var scriptSettle = redis.NewScript(luaRefreshTTL + luaDeviceSteps + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {-1, 0}
+end
+if ARGV[6] == '1' and redis.call('HGET', KEYS[1], 'state') ~= 'running' then
+  return {-2, 0}
 end
 local cur = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 if cur ~= ARGV[2] then
@@ -116,6 +121,19 @@ if m[1] == 'running' and m[3] ~= '1' and raw then
   end
 end
 return {m[1] or false, m[2] or '', m[3] or '', raw}
+`)
+
+// scriptClearReason empties the job's reason if it starts with ARGV[1], and returns 1
+// when it did. It writes nothing to a job hash that does not exist.
+//
+// KEYS[1] meta. ARGV[1] prefix.
+var scriptClearReason = redis.NewScript(`
+local reason = redis.call('HGET', KEYS[1], 'reason')
+if reason and string.sub(reason, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'reason', '')
+  return 1
+end
+return 0
 `)
 
 // scriptMax raises a numeric field of the job hash to a value and never lowers it. It

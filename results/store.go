@@ -426,7 +426,19 @@ func (s *Store) MarkFailed(ctx context.Context, jobID string, rec UserRecord, re
 	return s.settle(ctx, jobID, rec, next, "failed")
 }
 
-func (s *Store) settle(ctx context.Context, jobID string, old, next UserRecord, counter string) (bool, error) {
+// FailUnsent records that a user whose value was never sent cannot be reset, as
+// MarkFailed does, but only while the job runs: the fan-out gives such users up, and a
+// cancelled job's record must stay as the cancel left it. On a job that is not running
+// it changes nothing and returns ErrJobFinished.
+func (s *Store) FailUnsent(ctx context.Context, jobID string, rec UserRecord, reason string) (completed bool, err error) {
+	next := rec
+	next.State = UserFailed
+	next.Reason = reason
+	return s.settle(ctx, jobID, rec, next, "failed", "1")
+}
+
+// settle runs scriptSettle. extra holds its optional ARGV[6].
+func (s *Store) settle(ctx context.Context, jobID string, old, next UserRecord, counter string, extra ...any) (bool, error) {
 	if old.State != UserPending {
 		return false, fmt.Errorf("settle user %q of job %s: state is %s: %w", old.UserID, jobID, old.State, ErrConflict)
 	}
@@ -434,14 +446,16 @@ func (s *Store) settle(ctx context.Context, jobID string, old, next UserRecord, 
 	if err != nil {
 		return false, err
 	}
-	res, err := scriptSettle.Run(ctx, s.rdb, s.jobKeys(jobID).all(),
-		old.UserID, old.raw, raw, counter, formatTime(s.now())).Int64Slice()
+	args := append([]any{old.UserID, old.raw, raw, counter, formatTime(s.now())}, extra...)
+	res, err := scriptSettle.Run(ctx, s.rdb, s.jobKeys(jobID).all(), args...).Int64Slice()
 	if err != nil {
 		return false, fmt.Errorf("settle user %q of job %s: %w", old.UserID, jobID, err)
 	}
 	switch res[0] {
 	case -1:
 		return false, fmt.Errorf("job %s: %w", jobID, ErrNotFound)
+	case -2:
+		return false, fmt.Errorf("settle user %q of job %s: %w", old.UserID, jobID, ErrJobFinished)
 	case 0:
 		return false, fmt.Errorf("settle user %q of job %s: %w", old.UserID, jobID, ErrConflict)
 	}
@@ -483,6 +497,16 @@ func (s *Store) SetReason(ctx context.Context, jobID, reason string) error {
 		return fmt.Errorf("job %s: %w", jobID, ErrNotFound)
 	}
 	return nil
+}
+
+// ClearReason empties the job's reason if it starts with prefix, in one step, so a reason
+// another worker set meanwhile stays. It reports whether it cleared the reason.
+func (s *Store) ClearReason(ctx context.Context, jobID, prefix string) (bool, error) {
+	cleared, err := scriptClearReason.Run(ctx, s.rdb, []string{s.jobKeys(jobID).meta}, prefix).Int()
+	if err != nil {
+		return false, fmt.Errorf("clear reason of job %s: %w", jobID, err)
+	}
+	return cleared == 1, nil
 }
 
 // Cancel moves a queued or running job to JobCancelled. Users already applied stay applied;

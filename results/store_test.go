@@ -1048,6 +1048,67 @@ func TestSetReason(t *testing.T) {
 	}
 }
 
+func TestFailUnsent(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	startJob(t, s, "job-1", results.Web, []string{"u1", "u2"})
+	recs, err := s.Users(t.Context(), "job-1", []string{"u1", "u2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := s.FailUnsent(t.Context(), "job-1", recs[0], "user of group \"grp2\""); err != nil {
+		t.Fatalf("FailUnsent on a running job: %v", err)
+	}
+	if job := readJob(t, s, "job-1"); job.Failed != 1 {
+		t.Errorf("failed = %d, want 1", job.Failed)
+	}
+
+	if _, err := s.Cancel(t.Context(), "job-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FailUnsent(t.Context(), "job-1", recs[1], "user of group \"grp2\""); !errors.Is(err, results.ErrJobFinished) {
+		t.Errorf("FailUnsent on a cancelled job: %v, want ErrJobFinished", err)
+	}
+	if job := readJob(t, s, "job-1"); job.Failed != 1 {
+		t.Errorf("failed = %d after FailUnsent on the cancelled job, want 1: the record must stay as the cancel left it", job.Failed)
+	}
+}
+
+func TestClearReason(t *testing.T) {
+	t.Parallel()
+	s, rdb := newStore(t)
+	startJob(t, s, "job-1", results.SIP, []string{"u1"})
+	const prefix = "fan-out waits: "
+
+	if err := s.SetReason(t.Context(), "job-1", "Odin login failed: 401"); err != nil {
+		t.Fatal(err)
+	}
+	if cleared, err := s.ClearReason(t.Context(), "job-1", prefix); err != nil || cleared {
+		t.Errorf("ClearReason of another reason = %v, %v; want false, nil", cleared, err)
+	}
+	if got := readJob(t, s, "job-1").Reason; got != "Odin login failed: 401" {
+		t.Errorf("Reason = %q, want the other reason kept", got)
+	}
+
+	if err := s.SetReason(t.Context(), "job-1", prefix+"Odin: 500; retrying"); err != nil {
+		t.Fatal(err)
+	}
+	if cleared, err := s.ClearReason(t.Context(), "job-1", prefix); err != nil || !cleared {
+		t.Errorf("ClearReason = %v, %v; want true, nil", cleared, err)
+	}
+	if got := readJob(t, s, "job-1").Reason; got != "" {
+		t.Errorf("Reason = %q, want it cleared", got)
+	}
+
+	if cleared, err := s.ClearReason(t.Context(), "missing", prefix); err != nil || cleared {
+		t.Errorf("ClearReason of a missing job = %v, %v; want false, nil", cleared, err)
+	}
+	if keys, _ := rdb.Keys(t.Context(), "*missing*").Result(); len(keys) != 0 {
+		t.Errorf("ClearReason of a missing job created %v", keys)
+	}
+}
+
 func TestSetAudit(t *testing.T) {
 	t.Parallel()
 	s, rdb := newStore(t)
