@@ -73,10 +73,7 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		members, err = h.groupMembers(ctx, p)
 		switch {
 		case odin.IsPermanent(err) || odin.IsMalformed(err):
-			// Without the list, the users are reset unchecked, as before the check
-			// existed. The generators still reject an unknown group.
-			log.Warn().Err(err).Msg("cannot list the group's users, so the users are not checked against the group")
-			members = nil
+			members = h.lookUpEveryUser(ctx, p, err)
 		case err != nil:
 			return h.odinFailure(ctx, p.JobID, err)
 		}
@@ -93,7 +90,12 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		if len(ids) == 0 {
 			return fmt.Errorf("user list of job %s ends at %d of %d users: the record is damaged", p.JobID, job.Cursor, job.Total)
 		}
-		if err := h.fanOutChunk(ctx, p, queue, ids, members); err != nil {
+		err = h.fanOutChunk(ctx, p, queue, ids, members)
+		if errors.Is(err, errJobCancelled) {
+			log.Info().Int("cursor", job.Cursor).Msg("job cancelled during fan-out, stopping")
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		if err := h.Store.SetCursor(ctx, p.JobID, job.Cursor+len(ids)); err != nil {
@@ -104,7 +106,7 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		}
 		if strings.HasPrefix(job.Reason, fanOutWaitPrefix) {
 			// The chunk got its values, so Odin responds again.
-			if err := h.Store.SetReason(ctx, p.JobID, ""); err != nil {
+			if _, err := h.Store.ClearReason(ctx, p.JobID, fanOutWaitPrefix); err != nil {
 				return err
 			}
 		}
@@ -127,7 +129,7 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 
 // fanOutChunk fails the chunk's users that are not in the job's group (unless members
 // is nil), writes values ahead for the others that have none, then enqueues every user
-// that is still pending.
+// that is still pending. It returns errJobCancelled when it stopped for a cancel.
 func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue string, ids []string, members map[string]struct{}) error {
 	recs, err := h.Store.Users(ctx, p.JobID, ids)
 	if err != nil {
@@ -175,7 +177,7 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 	// A cancel during the generator call above, which may take seconds on a slow Odin,
 	// would otherwise enqueue a chunk of tasks that only revoke themselves.
 	if state, err := h.Store.JobState(ctx, p.JobID); err == nil && state == results.JobCancelled {
-		return nil
+		return errJobCancelled
 	}
 
 	users := make([]string, 0, len(recs))
@@ -310,14 +312,7 @@ const (
 // retryInPlace reports whether a failed generator call may be repeated at once: a
 // transient fault, but not a 429 or a Retry-After, which pause the fleet instead.
 func retryInPlace(err error) bool {
-	var rateLimited *odin.RateLimitError
-	if errors.As(err, &rateLimited) {
-		return false
-	}
-	if _, ok := odin.RetryAfter(err); ok {
-		return false
-	}
-	return odin.IsTransient(err)
+	return !mustWait(err) && odin.IsTransient(err)
 }
 
 func (h *Handlers) generateOnce(ctx context.Context, t results.CredentialType, sp, group string, n int) ([]string, error) {

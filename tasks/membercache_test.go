@@ -30,14 +30,19 @@ func TestMemberCache(t *testing.T) {
 		t.Error("get with a clock behind the read returned the list, want none")
 	}
 
-	c.put("job-b", list("u2"), t0.Add(time.Second))
-	c.put("job-c", list("u3"), t0.Add(2*time.Second))
-	if _, ok := c.get("job-a", t0.Add(3*time.Second)); ok {
-		t.Errorf("the oldest list stayed with %d lists cached, want at most %d", memberCacheJobs+1, memberCacheJobs)
+	var newer []string
+	for i := 1; i <= memberCacheGroups; i++ {
+		group := groupKey("sp1", "grp"+string(rune('1'+i)))
+		c.put(group, list("u"), t0.Add(time.Duration(i)*time.Second))
+		newer = append(newer, group)
 	}
-	for _, job := range []string{"job-b", "job-c"} {
-		if _, ok := c.get(job, t0.Add(3*time.Second)); !ok {
-			t.Errorf("%s: list dropped, want it kept", job)
+	now := t0.Add(time.Minute)
+	if _, ok := c.get("job-a", now); ok {
+		t.Errorf("the oldest list stayed with %d lists cached, want at most %d", memberCacheGroups+1, memberCacheGroups)
+	}
+	for _, group := range newer {
+		if _, ok := c.get(group, now); !ok {
+			t.Errorf("%q: list dropped, want it kept", group)
 		}
 	}
 }

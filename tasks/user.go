@@ -356,11 +356,11 @@ func (h *Handlers) failRemaining(ctx context.Context, p BulkResetPayload, queue,
 
 // failUnsent records a user that the fan-out gives up on before any value of it was
 // sent: failed with the reason, and counted in the metrics. recorded is false when the
-// user's record changed meanwhile, and completed is true when the user was the job's
-// last.
+// user's record changed meanwhile or the job no longer runs, and completed is true when
+// the user was the job's last.
 func (h *Handlers) failUnsent(ctx context.Context, p BulkResetPayload, rec results.UserRecord, reason string) (recorded, completed bool, err error) {
-	completed, err = h.Store.MarkFailed(ctx, p.JobID, rec, reason, 0)
-	if errors.Is(err, results.ErrConflict) {
+	completed, err = h.Store.FailUnsent(ctx, p.JobID, rec, reason)
+	if errors.Is(err, results.ErrConflict) || errors.Is(err, results.ErrJobFinished) {
 		return false, false, nil
 	}
 	if err != nil {
@@ -495,11 +495,7 @@ func (h *Handlers) noteFanOutWait(ctx context.Context, jobID string, err error) 
 // clearFanOutWait removes the job's reason if noteFanOutWait set it, and leaves any other
 // reason, such as a fleet pause noted meanwhile, alone.
 func (h *Handlers) clearFanOutWait(ctx context.Context, jobID string) {
-	job, err := h.Store.Job(ctx, jobID)
-	if err != nil || !strings.HasPrefix(job.Reason, fanOutWaitPrefix) {
-		return
-	}
-	if err := h.Store.SetReason(ctx, jobID, ""); err != nil {
+	if _, err := h.Store.ClearReason(ctx, jobID, fanOutWaitPrefix); err != nil {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("could not clear the waiting reason")
 	}
 }

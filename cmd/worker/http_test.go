@@ -426,9 +426,7 @@ func TestMetricsAfterBatch(t *testing.T) {
 		sim:       odintest.Config{Users: users, RateLimit: 10},
 		rateLimit: 60,
 	})
-	// Not in the group's list: the fan-out looks the user up, Odin returns 404, and the
-	// user fails before a value is generated for it.
-	ghost := "ghost@example.com"
+	ghost := "ghost@example.com" // unknown to Odin: the setter returns 404 and the user fails
 	job := w.submitAndWait(t, tasks.BulkResetPayload{
 		JobID: "metrics-batch", Type: results.Web, Users: append(w.sim.Users(), ghost),
 	}, 90*time.Second)
@@ -458,7 +456,7 @@ func TestMetricsAfterBatch(t *testing.T) {
 			labels: map[string]string{"endpoint": "PUT /users/passwords", "status": "200"},
 			check:  func(v float64) bool { return v >= users }, want: fmt.Sprintf(">= %d", users)},
 		{name: "Odin 404 of the unknown user", metric: "odinreset_odin_requests_total",
-			labels: map[string]string{"endpoint": "GET /users", "status": "404"},
+			labels: map[string]string{"endpoint": "PUT /users/passwords", "status": "404"},
 			check:  func(v float64) bool { return v >= 1 }, want: ">= 1"},
 		{name: "Odin 429s", metric: "odinreset_odin_requests_total",
 			labels: map[string]string{"status": "429"},

@@ -209,9 +209,9 @@ func TestLowFanOutYieldsToDefaultJob(t *testing.T) {
 	}
 	env.Wait("yield-low", 2*time.Minute)
 
-	// Each job's fan-out lists its group once: the low one, which stopped and resumed,
-	// uses the list it read first.
-	if lists := env.Sim.Stats().Requests["GET /users"]; lists != 2 {
-		t.Errorf("Odin got %d group listings, want 2: one per job", lists)
+	// The group is listed once: both jobs are in it, and the low fan-out, which stopped
+	// and resumed, uses the list read when it started.
+	if lists := env.Sim.Stats().Requests["GET /users"]; lists != 1 {
+		t.Errorf("Odin got %d group listings, want 1", lists)
 	}
 }
