@@ -238,26 +238,40 @@ func queueHasWork(ctx context.Context, rdb redis.UniversalClient, queue string) 
 	return busy == 1, nil
 }
 
-// Retrying is how many of a job's reset:user tasks wait in asynq's retry set: after an
-// Odin error, or to wait for the rate limiter, a fleet pause or default-priority jobs.
+// Retrying is the part of a job that waits in asynq's retry set: after an Odin error, or
+// to wait for the rate limiter, a fleet pause or default-priority jobs.
 type Retrying struct {
+	// Users counts the job's reset:user tasks there.
 	Users int
 	// Next is the earliest time one of them runs again, zero when Users is 0.
 	Next time.Time
+	// FanOut is when the job's reset:bulk task runs again, zero when it does not wait
+	// there.
+	FanOut time.Time
 }
 
-// retryScanCount is the COUNT hint of each ZSCAN of RetryingUsers.
+// retryScanCount is the COUNT hint of each ZSCAN of ReadRetrying.
 const retryScanCount = 1000
 
-// RetryingUsers reads the job's reset:user tasks in the retry set of queue (asynq
-// v0.25.1's internal/base.RetryKey, scored by the Unix second the task runs again). It
-// scans the whole set, about 100 round trips for 100,000 waiting tasks of all jobs.
-func RetryingUsers(ctx context.Context, rdb redis.UniversalClient, jobID, queue string) (Retrying, error) {
+// ReadRetrying reads the job's tasks in the retry set of queue (asynq v0.25.1's
+// internal/base.RetryKey, scored by the Unix second the task runs again). It scans the
+// whole set, about 100 round trips for 100,000 waiting tasks of all jobs.
+func ReadRetrying(ctx context.Context, rdb redis.UniversalClient, jobID, queue string) (Retrying, error) {
 	var r Retrying
+	key := asynqQueueKey(queue, "retry")
+	wrap := func(err error) error { return fmt.Errorf("read the retry set of queue %s: %w", queue, err) }
+
+	// The reset:bulk task's ID is the job ID.
+	switch seconds, err := rdb.ZScore(ctx, key, jobID).Result(); {
+	case err == nil:
+		r.FanOut = time.Unix(int64(seconds), 0)
+	case !errors.Is(err, redis.Nil):
+		return Retrying{}, wrap(err)
+	}
+
 	// Job IDs contain no glob character (results.ValidateJobID), and a user task's ID
 	// is the job ID, a slash and the user ID (UserTaskID).
-	match := UserTaskID(jobID, "*")
-	iter := rdb.ZScan(ctx, asynqQueueKey(queue, "retry"), 0, match, retryScanCount).Iterator()
+	iter := rdb.ZScan(ctx, key, 0, UserTaskID(jobID, "*"), retryScanCount).Iterator()
 	for iter.Next(ctx) {
 		// ZSCAN returns members and scores in turn.
 		if !iter.Next(ctx) {
@@ -265,7 +279,7 @@ func RetryingUsers(ctx context.Context, rdb redis.UniversalClient, jobID, queue 
 		}
 		seconds, err := strconv.ParseFloat(iter.Val(), 64)
 		if err != nil {
-			return r, fmt.Errorf("read the retry set of queue %s: score %q is not a number", queue, iter.Val())
+			return Retrying{}, wrap(fmt.Errorf("score %q is not a number", iter.Val()))
 		}
 		at := time.Unix(int64(seconds), 0)
 		if r.Users == 0 || at.Before(r.Next) {
@@ -274,7 +288,7 @@ func RetryingUsers(ctx context.Context, rdb redis.UniversalClient, jobID, queue 
 		r.Users++
 	}
 	if err := iter.Err(); err != nil {
-		return Retrying{}, fmt.Errorf("read the retry set of queue %s: %w", queue, err)
+		return Retrying{}, wrap(err)
 	}
 	return r, nil
 }

@@ -59,9 +59,9 @@ func TestQueueHasWork(t *testing.T) {
 	}
 }
 
-// TestRetryingUsers puts tasks in asynq's retry set through a real asynq server whose
+// TestReadRetrying puts tasks in asynq's retry set through a real asynq server whose
 // handler fails, so the test also guards the retry set's key and scores.
-func TestRetryingUsers(t *testing.T) {
+func TestReadRetrying(t *testing.T) {
 	rd := testredis.New(t)
 	const retryIn = time.Hour
 	srv := asynq.NewServer(rd.Opt, asynq.Config{
@@ -77,7 +77,7 @@ func TestRetryingUsers(t *testing.T) {
 	client := asynq.NewClient(rd.Opt)
 	t.Cleanup(func() { client.Close() })
 	ids := []string{UserTaskID("job-a", "u1@example.com"), UserTaskID("job-a", "u2@example.com"),
-		UserTaskID("job-ab", "u3@example.com"), DeviceStepTaskID("job-a", "lobby")}
+		UserTaskID("job-ab", "u3@example.com"), DeviceStepTaskID("job-a", "lobby"), "job-a"}
 	before := time.Now()
 	for _, id := range ids {
 		if _, err := client.Enqueue(asynq.NewTask("test:fail", nil), asynq.TaskID(id), asynq.Queue(QueueDefault), asynq.MaxRetry(5)); err != nil {
@@ -97,19 +97,23 @@ func TestRetryingUsers(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	got, err := RetryingUsers(t.Context(), rd.Client, "job-a", QueueDefault)
+	got, err := ReadRetrying(t.Context(), rd.Client, "job-a", QueueDefault)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Users != 2 {
 		t.Errorf("Users = %d, want 2: the user tasks of job-a only", got.Users)
 	}
-	if earliest := before.Add(retryIn).Truncate(time.Second); got.Next.Before(earliest) || got.Next.After(time.Now().Add(retryIn)) {
+	earliest, latest := before.Add(retryIn).Truncate(time.Second), time.Now().Add(retryIn)
+	if got.Next.Before(earliest) || got.Next.After(latest) {
 		t.Errorf("Next = %v, want about an hour from now", got.Next)
 	}
+	if got.FanOut.Before(earliest) || got.FanOut.After(latest) {
+		t.Errorf("FanOut = %v, want about an hour from now: the job's reset:bulk task waits too", got.FanOut)
+	}
 
-	none, err := RetryingUsers(t.Context(), rd.Client, "job-c", QueueDefault)
-	if err != nil || none.Users != 0 || !none.Next.IsZero() {
+	none, err := ReadRetrying(t.Context(), rd.Client, "job-c", QueueDefault)
+	if err != nil || none != (Retrying{}) {
 		t.Errorf("job without retrying tasks: %+v, %v; want none", none, err)
 	}
 }

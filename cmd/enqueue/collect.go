@@ -112,8 +112,8 @@ func (a *app) cmdResults(ctx context.Context, args []string) error {
 	}
 
 	if !job.State.Finished() {
-		fmt.Fprintf(a.stderr, "enqueue: job %s is %s: %d users are not reset yet and their rows say so; run this again when it has finished\n",
-			jobID, job.State, job.Pending())
+		fmt.Fprintf(a.stderr, "enqueue: job %s is %s: %s not reset yet and their rows say so; run this again when it has finished\n",
+			jobID, job.State, plural(job.Pending(), "user is", "users are"))
 	}
 	if !job.UsersLoaded && job.State.Finished() {
 		fmt.Fprintf(a.stderr, "enqueue: job %s was %s before a worker stored its user list: no user was reset, so there are no rows\n",

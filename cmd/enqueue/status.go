@@ -45,17 +45,17 @@ func (a *app) cmdStatus(ctx context.Context, args []string) error {
 	return finishedOutcome(job)
 }
 
-// readRetrying returns how many of a running job's users wait in asynq's retry set. A
+// readRetrying returns the part of an unfinished job that waits in asynq's retry set. A
 // failed read returns none: the rest of the status is still worth printing.
 func readRetrying(ctx context.Context, c *redisConn, job results.Job) tasks.Retrying {
-	if job.State != results.JobRunning || !job.UsersLoaded || job.Pending() == 0 {
+	if job.State.Finished() {
 		return tasks.Retrying{}
 	}
 	queue, err := tasks.QueueFor(job.Priority)
 	if err != nil {
 		return tasks.Retrying{}
 	}
-	retrying, err := tasks.RetryingUsers(ctx, c.rdb, job.ID, queue)
+	retrying, err := tasks.ReadRetrying(ctx, c.rdb, job.ID, queue)
 	if err != nil {
 		return tasks.Retrying{}
 	}
@@ -103,7 +103,7 @@ func (a *app) printJob(job results.Job, audit map[string]string, retrying tasks.
 		printStatus(a.stdout, job, audit, retrying, a.now())
 		return nil
 	}
-	b, err := json.MarshalIndent(newJobView(job, audit, a.now()).withRetrying(retrying), "", "  ")
+	b, err := json.MarshalIndent(newJobView(job, audit, a.now()).withRetrying(job, retrying, a.now()), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -143,7 +143,8 @@ func (a *app) watchStatus(ctx context.Context, c *redisConn, store *results.Stor
 			}
 		case err == nil:
 			failingSince = time.Time{}
-			if err := a.drawWatch(job, audit, readRetrying(ctx, c, job), last, first, asJSON); err != nil {
+			retrying := func() tasks.Retrying { return readRetrying(ctx, c, job) }
+			if err := a.drawWatch(job, audit, retrying, last, first, asJSON); err != nil {
 				return err
 			}
 			last = job
@@ -160,17 +161,19 @@ func (a *app) watchStatus(ctx context.Context, c *redisConn, store *results.Stor
 	}
 }
 
-func (a *app) drawWatch(job results.Job, audit map[string]string, retrying tasks.Retrying, last results.Job, first, asJSON bool) error {
+// drawWatch draws one update of status --watch. retrying scans asynq's retry set, so it
+// runs only for an update that is drawn.
+func (a *app) drawWatch(job results.Job, audit map[string]string, retrying func() tasks.Retrying, last results.Job, first, asJSON bool) error {
 	if a.stdoutIsTerminal && !asJSON {
 		fmt.Fprint(a.stdout, "\x1b[H\x1b[2J")
-		printStatus(a.stdout, job, audit, retrying, a.now())
+		printStatus(a.stdout, job, audit, retrying(), a.now())
 		return nil
 	}
 	if !first && sameProgress(job, last) {
 		return nil
 	}
 	if asJSON {
-		b, err := json.Marshal(newJobView(job, audit, a.now()).withRetrying(retrying))
+		b, err := json.Marshal(newJobView(job, audit, a.now()).withRetrying(job, retrying(), a.now()))
 		if err != nil {
 			return err
 		}
@@ -180,7 +183,7 @@ func (a *app) drawWatch(job results.Job, audit map[string]string, retrying tasks
 	if !first {
 		fmt.Fprintln(a.stdout)
 	}
-	printStatus(a.stdout, job, audit, retrying, a.now())
+	printStatus(a.stdout, job, audit, retrying(), a.now())
 	return nil
 }
 

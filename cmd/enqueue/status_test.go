@@ -223,30 +223,47 @@ func TestStatusStalledJob(t *testing.T) {
 	}
 }
 
-// TestStatusRetryingUsers checks the line and the JSON fields of users that wait in
-// asynq's retry set.
+// TestStatusRetryingUsers checks the lines and the JSON fields of a job whose last users
+// and fan-out wait in asynq's retry set, and that the estimate waits for the next retry.
 func TestStatusRetryingUsers(t *testing.T) {
 	job := results.Job{ID: "job-retry", State: results.JobRunning, Type: results.Web, UsersLoaded: true,
 		Total: 100, Applied: 98, StartedAt: t0, SettledAt: t0.Add(time.Minute)}
-	now := t0.Add(2 * time.Minute)
-	retrying := tasks.Retrying{Users: 2, Next: now.Add(90 * time.Second)}
+	now := t0.Add(100 * time.Second)
+	next := now.Add(89*time.Second + 300*time.Millisecond)
+	retrying := tasks.Retrying{Users: 2, Next: next, FanOut: now.Add(-time.Second)}
 
 	var out strings.Builder
 	printStatus(&out, job, nil, retrying, now)
-	want := "retrying    2 users wait in asynq's retry set, after an Odin error or a wait for the rate limiter; the next runs in 1m30s (" +
-		now.Add(90*time.Second).UTC().Format(time.RFC3339) + ")"
-	if !strings.Contains(out.String(), want) {
-		t.Errorf("status lacks %q:\n%s", want, out.String())
+	for _, want := range []string{
+		"retrying    2 users wait to run again, the next at " + next.UTC().Format("15:04:05") + " UTC (in 1m30s)",
+		"fan-out     waits to run again at " + now.Add(-time.Second).UTC().Format("15:04:05") + " UTC (due now)",
+		// 98 users in 100 s would give 3 s; the two left wait 1m30s for their retry.
+		"eta         1m30s",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
 	}
 
-	view := newJobView(job, nil, now).withRetrying(retrying)
-	if view.Retrying != 2 || view.NextRetryAt != now.Add(90*time.Second).UTC().Format(time.RFC3339) {
-		t.Errorf("JSON view: retrying %d, next %q; want 2 and the time of the next retry", view.Retrying, view.NextRetryAt)
+	view := newJobView(job, nil, now).withRetrying(job, retrying, now)
+	if view.Retrying != 2 || view.NextRetryAt != next.UTC().Format(time.RFC3339) || view.FanOutRetryAt == "" {
+		t.Errorf("JSON view: retrying %d, next %q, fan-out %q; want 2, the next retry and the fan-out's", view.Retrying, view.NextRetryAt, view.FanOutRetryAt)
+	}
+	if view.ETASeconds == nil || *view.ETASeconds != 90 {
+		t.Errorf("JSON view: etaSeconds %v, want 90", view.ETASeconds)
+	}
+
+	// One of the pending users does not wait for a retry: the estimate stands.
+	job.Applied = 97
+	out.Reset()
+	printStatus(&out, job, nil, retrying, now)
+	if !strings.Contains(out.String(), "eta         4s") {
+		t.Errorf("status of a job with a user not waiting to retry lacks the estimate from its rate:\n%s", out.String())
 	}
 
 	out.Reset()
 	printStatus(&out, job, nil, tasks.Retrying{}, now)
-	if strings.Contains(out.String(), "retrying") {
-		t.Errorf("status without retrying users has a retrying line:\n%s", out.String())
+	if strings.Contains(out.String(), "retrying") || strings.Contains(out.String(), "fan-out") {
+		t.Errorf("status without retries has a retry line:\n%s", out.String())
 	}
 }

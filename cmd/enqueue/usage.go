@@ -71,8 +71,9 @@ const statusUsage = `Usage: enqueue status JOB [--json] [--watch]
 
 Shows a job's state, how many users are applied, failed and pending ("not reset" once
 the job is cancelled), the rate since the start, the estimated time left, why the job
-waits (for example a failed Odin login) and its timestamps. The exit code is 1 for a
-finished job in which not every user was applied.
+waits (for example a failed Odin login), how many pending users wait in asynq's retry set
+and when the next one runs, and its timestamps. The exit code is 1 for a finished job in
+which not every user was applied.
 `
 
 const statusExamples = `

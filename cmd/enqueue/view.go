@@ -55,19 +55,51 @@ type jobView struct {
 	StalledSince string `json:"stalledSince,omitempty"`
 	// Retrying counts the pending users whose task waits in asynq's retry set, after an
 	// Odin error or to wait for the rate limiter. NextRetryAt is when the first of them
-	// runs again. Only "status" fills them in.
-	Retrying    int               `json:"retrying,omitempty"`
-	NextRetryAt string            `json:"nextRetryAt,omitempty"`
-	Audit       map[string]string `json:"audit,omitempty"`
+	// runs again, and FanOutRetryAt when the job's fan-out does. Only "status" fills them
+	// in, and leaves them out when nothing waits.
+	Retrying      int               `json:"retrying,omitempty"`
+	NextRetryAt   string            `json:"nextRetryAt,omitempty"`
+	FanOutRetryAt string            `json:"fanOutRetryAt,omitempty"`
+	Audit         map[string]string `json:"audit,omitempty"`
 }
 
-// withRetrying returns v with the retry counts filled in.
-func (v jobView) withRetrying(r tasks.Retrying) jobView {
+// withRetrying returns v with the retry counts filled in, and its estimate of the time
+// left moved to the next retry when every pending user waits for one.
+func (v jobView) withRetrying(job results.Job, r tasks.Retrying, now time.Time) jobView {
 	if r.Users > 0 {
 		v.Retrying = r.Users
 		v.NextRetryAt = formatTime(r.Next)
 	}
+	v.FanOutRetryAt = formatTime(r.FanOut)
+	if v.ETASeconds != nil {
+		seconds := int64(etaAfterRetries(job, time.Duration(*v.ETASeconds)*time.Second, r, now) / time.Second)
+		v.ETASeconds = &seconds
+	}
 	return v
+}
+
+// etaAfterRetries returns the estimate of the time left, no earlier than the next retry
+// when every pending user waits in the retry set: no user settles before then.
+func etaAfterRetries(job results.Job, eta time.Duration, r tasks.Retrying, now time.Time) time.Duration {
+	if r.Users == 0 || r.Users < job.Pending() {
+		return eta
+	}
+	return max(eta, time.Duration(math.Ceil(r.Next.Sub(now).Seconds()))*time.Second)
+}
+
+// formatClock returns the time of day in UTC, as the reasons of fleet pauses give it.
+func formatClock(t time.Time) string {
+	return t.UTC().Format("15:04:05") + " UTC"
+}
+
+// formatUntil returns how long until t, rounded up to the second, for people: "in 14s",
+// or "due now" once t has come.
+func formatUntil(t, now time.Time) string {
+	wait := t.Sub(now)
+	if wait <= 0 {
+		return "due now"
+	}
+	return "in " + formatDuration(time.Duration(math.Ceil(wait.Seconds()))*time.Second)
 }
 
 // stallNotice is how long a running job with pending users may settle none before status
@@ -185,6 +217,10 @@ func printStatus(w io.Writer, job results.Job, audit map[string]string, retrying
 		line("type", "%s", job.Type)
 	}
 	line("group", "%s (service provider %s)", job.GroupID, job.ServiceProviderID)
+	if note, ok := audit["group_check"]; ok {
+		// The fan-out could not list the group, so some users were not checked.
+		line("group check", "%s", note)
+	}
 	line("users", "%s", describeUsers(job))
 	if job.Devices != results.DevicesNone {
 		line("devices", "%s: %d of %d done", job.Devices, job.DeviceDone, job.DeviceTotal)
@@ -193,19 +229,19 @@ func printStatus(w io.Writer, job results.Job, audit map[string]string, retrying
 		line("rate", "%.1f users/s since the start", prog.perSecond)
 	}
 	if prog.etaKnown {
-		line("eta", "%s (about %s)", formatDuration(prog.eta), now.Add(prog.eta).UTC().Format(time.RFC3339))
+		eta := etaAfterRetries(job, prog.eta, retrying, now)
+		line("eta", "%s (about %s)", formatDuration(eta), now.Add(eta).UTC().Format(time.RFC3339))
 	}
 	if !prog.stalledSince.IsZero() {
 		line("progress", "none for %s: no user settled since %s; see the reason above, if any, and \"When a job is stuck\" in docs/operations.md",
 			formatDuration(now.Sub(prog.stalledSince).Round(time.Second)), prog.stalledSince.UTC().Format(time.RFC3339))
 	}
 	if retrying.Users > 0 {
-		next := "now"
-		if wait := retrying.Next.Sub(now); wait >= time.Second {
-			next = fmt.Sprintf("in %s", formatDuration(wait.Round(time.Second)))
-		}
-		line("retrying", "%s in asynq's retry set, after an Odin error or a wait for the rate limiter; the next runs %s (%s)",
-			plural(retrying.Users, "user waits", "users wait"), next, retrying.Next.UTC().Format(time.RFC3339))
+		line("retrying", "%s to run again, the next at %s (%s)",
+			plural(retrying.Users, "user waits", "users wait"), formatClock(retrying.Next), formatUntil(retrying.Next, now))
+	}
+	if !retrying.FanOut.IsZero() {
+		line("fan-out", "waits to run again at %s (%s)", formatClock(retrying.FanOut), formatUntil(retrying.FanOut, now))
 	}
 	line("priority", "%s", job.Priority)
 	if job.RequestedBy != "" {

@@ -54,8 +54,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv := odintest.Serve(sim, listener)
 
 	username, _ := sim.Login()
-	fmt.Fprintf(stderr, "odin-sim: serving %s (service provider %q, group %q, %d users, login %q with %s); inspect at %s/_sim/\n",
-		srv.URL, sim.ServiceProviderID(), sim.GroupID(), len(sim.Users()), username, opts.password, srv.Root())
+	others := ""
+	if n := len(opts.cfg.OtherGroupUsers); n > 0 {
+		others = fmt.Sprintf(", %d more in group %q", n, opts.cfg.OtherGroupID)
+	}
+	fmt.Fprintf(stderr, "odin-sim: serving %s (service provider %q, group %q, %d users%s, login %q with %s); inspect at %s/_sim/\n",
+		srv.URL, sim.ServiceProviderID(), sim.GroupID(), len(sim.Users()), others, username, opts.password, srv.Root())
 
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "odin-sim: stopping")
