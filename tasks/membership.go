@@ -31,7 +31,7 @@ import (
 // fan-out stops after each chunk while default-priority jobs have work, and its next
 // attempt must not list a group of 100,000 users again. A rejected listing is
 // tried listingTries times, a second apart and then two, before groupMembers returns the
-// rejection: a proxy may answer 404 for a moment.
+// rejection: a proxy may return 404 for a moment.
 func (h *Handlers) groupMembers(ctx context.Context, p BulkResetPayload) (map[string]struct{}, error) {
 	group := groupKey(p.ServiceProviderID, p.GroupID)
 	if members, ok := h.groupLists.get(group, h.now()); ok {

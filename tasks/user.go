@@ -372,9 +372,9 @@ func (h *Handlers) failUnsent(ctx context.Context, p BulkResetPayload, rec resul
 	return true, completed, nil
 }
 
-// followFanOutFailures enqueues what users failed by the fan-out may have made due: the
-// job's completion when the last of them completed it, otherwise, in a SIP job, the device
-// steps, which may have waited for these users only.
+// followFanOutFailures enqueues the work that users failed by the fan-out may have
+// unblocked: the job's completion when the last of them completed the job, otherwise, in
+// a SIP job, the device steps, which may have waited for these users only.
 func (h *Handlers) followFanOutFailures(ctx context.Context, p BulkResetPayload, queue string, completed bool) error {
 	if completed {
 		return h.enqueueComplete(ctx, p.JobID, queue)

@@ -253,7 +253,7 @@ func TestStatusRetryingUsers(t *testing.T) {
 		t.Errorf("JSON view: etaSeconds %v, want 90", view.ETASeconds)
 	}
 
-	// One of the pending users does not wait for a retry: the estimate stands.
+	// One of the pending users does not wait for a retry, so the estimate from the rate is kept.
 	job.Applied = 97
 	out.Reset()
 	printStatus(&out, job, nil, retrying, now)

@@ -84,7 +84,12 @@ func etaAfterRetries(job results.Job, eta time.Duration, r tasks.Retrying, now t
 	if r.Users == 0 || r.Users < job.Pending() {
 		return eta
 	}
-	return max(eta, time.Duration(math.Ceil(r.Next.Sub(now).Seconds()))*time.Second)
+	return max(eta, ceilSecond(r.Next.Sub(now)))
+}
+
+// ceilSecond rounds d up to a whole second, so a wait never reads shorter than it is.
+func ceilSecond(d time.Duration) time.Duration {
+	return time.Duration(math.Ceil(d.Seconds())) * time.Second
 }
 
 // formatClock returns the time of day in UTC, as the reasons of fleet pauses give it.
@@ -99,7 +104,7 @@ func formatUntil(t, now time.Time) string {
 	if wait <= 0 {
 		return "due now"
 	}
-	return "in " + formatDuration(time.Duration(math.Ceil(wait.Seconds()))*time.Second)
+	return "in " + formatDuration(ceilSecond(wait))
 }
 
 // stallNotice is how long a running job with pending users may settle none before status
