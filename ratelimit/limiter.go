@@ -59,11 +59,12 @@ type rediser interface {
 // Limiter is a rate limiter and pause switch shared through Redis by every
 // Limiter built for the same key. Its methods are safe for concurrent use.
 type Limiter struct {
-	rdb      rediser
-	gcraKey  string
-	laneKey  string // turns of low-priority callers
-	pauseKey string
-	limitKey string // the rate and burst the limiters of this key last announced
+	rdb       rediser
+	gcraKey   string
+	laneKey   string // turns of low-priority callers
+	pauseKey  string
+	seriesKey string // the pauses of PauseEscalating in a row
+	limitKey  string // the rate and burst the limiters of this key last announced
 
 	limit    Limit
 	emission time.Duration
@@ -146,6 +147,7 @@ func New(rdb redis.UniversalClient, key string, limit Limit, opts ...Option) (*L
 	l.gcraKey = l.keyPrefix + hashTag + ":gcra"
 	l.laneKey = l.keyPrefix + hashTag + ":gcra-low"
 	l.pauseKey = l.keyPrefix + hashTag + ":pause"
+	l.seriesKey = l.keyPrefix + hashTag + ":pause-series"
 	l.limitKey = l.keyPrefix + hashTag + ":limit"
 	return l, nil
 }

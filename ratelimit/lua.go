@@ -160,3 +160,71 @@ if pause_until and pause_until > now and pause_until > ends_after then
 end
 return {0, "", now}
 `)
+
+// pauseEscalatingScript starts the next pause of a series whose length doubles, or
+// keeps the current one. The series key holds the number of pauses in the series
+// (count) and the end of its last one (until_us). While that end has not passed, a
+// call starts no new pause: the workers that fail together count once. The series
+// key expires one longest pause after the end of its last pause, so a failure after a
+// quiet spell starts a new series.
+//
+//	KEYS[1]  pause key
+//	KEYS[2]  series key
+//	ARGV[1]  length of the first pause, microseconds
+//	ARGV[2]  longest pause, microseconds
+//	ARGV[3]  reason
+//	ARGV[4]  extra key lifetime past the end of the pause, milliseconds
+//
+// It returns {time left of the fleet's pause in microseconds, pauses in the series}.
+var pauseEscalatingScript = redis.NewScript(`
+local base = tonumber(ARGV[1])
+local longest = tonumber(ARGV[2])
+local ttl_margin = tonumber(ARGV[4])
+
+local time = redis.call("TIME")
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+
+local series = redis.call("HMGET", KEYS[2], "count", "until_us")
+local count = tonumber(series[1]) or 0
+local series_until = tonumber(series[2])
+if not series_until or series_until <= now then
+  count = count + 1
+  local length = base
+  for i = 2, count do
+    length = length * 2
+    if length >= longest then
+      break
+    end
+  end
+  if length > longest then
+    length = longest
+  end
+  series_until = now + length
+  redis.call("HSET", KEYS[2], "count", count, "until_us", string.format("%.0f", series_until))
+end
+redis.call("PEXPIRE", KEYS[2], math.ceil((series_until - now + longest) / 1000) + ttl_margin)
+
+local pause_until = tonumber(redis.call("HGET", KEYS[1], "until_us"))
+if not pause_until or pause_until < series_until then
+  pause_until = series_until
+  redis.call("HSET", KEYS[1], "until_us", string.format("%.0f", series_until), "reason", ARGV[3])
+  redis.call("PEXPIRE", KEYS[1], math.ceil((series_until - now) / 1000) + ttl_margin)
+end
+return {pause_until - now, count}
+`)
+
+// endEscalatingScript ends the fleet's pause when it is the last pause of the series.
+//
+//	KEYS[1]  pause key
+//	KEYS[2]  series key
+//
+// It returns 1 when it ended the pause, 0 otherwise.
+var endEscalatingScript = redis.NewScript(`
+local series_until = tonumber(redis.call("HGET", KEYS[2], "until_us"))
+local pause_until = tonumber(redis.call("HGET", KEYS[1], "until_us"))
+if series_until and pause_until and pause_until == series_until then
+  redis.call("DEL", KEYS[1])
+  return 1
+end
+return 0
+`)

@@ -82,3 +82,54 @@ func (l *Limiter) Resume(ctx context.Context) error {
 	}
 	return nil
 }
+
+// PauseEscalating pauses every Limiter sharing the key, like Pause, for a length that
+// doubles with each such pause in a row: first, then twice first, and so on up to
+// longest. A call while the last pause of the series has not ended starts no new one,
+// so that the workers that fail together when a pause ends count once. The series ends
+// with ForgetEscalation, or by itself when no call comes within longest after its last
+// pause. PauseEscalating never shortens a pause that Pause made longer. It returns the
+// time left of the fleet's pause and the number of pauses in the series.
+//
+// A failed Odin login is its use: each pause brings the workers' next login attempts,
+// which count towards the lockout of the account, so they come less and less often.
+func (l *Limiter) PauseEscalating(ctx context.Context, first, longest time.Duration, reason string) (remaining time.Duration, pauses int, err error) {
+	if first < time.Millisecond || longest < first {
+		return 0, 0, fmt.Errorf("ratelimit: invalid escalating pause from %v up to %v: the first pause must be at least 1ms and the longest at least the first", first, longest)
+	}
+	if reason == "" {
+		reason = defaultPauseReason
+	}
+	keys := []string{l.pauseKey, l.seriesKey}
+	args := []any{first.Microseconds(), longest.Microseconds(), reason, keyTTLMargin.Milliseconds()}
+	values, err := pauseEscalatingScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return 0, 0, fmt.Errorf("ratelimit: pause Odin requests in Redis: %w", err)
+	}
+	if len(values) != 2 {
+		return 0, 0, fmt.Errorf("ratelimit: pause Odin requests in Redis: unexpected reply %v", values)
+	}
+	return time.Duration(values[0]) * time.Microsecond, int(values[1]), nil
+}
+
+// EndEscalatingPause ends the fleet's pause if the last PauseEscalating set it and no
+// Pause made it longer, and reports whether it did. The series goes on: a
+// PauseEscalating before the end of its last pause pauses the fleet again until that
+// end, without doubling. A worker calls it when it starts, because its Odin
+// credentials may have been fixed.
+func (l *Limiter) EndEscalatingPause(ctx context.Context) (ended bool, err error) {
+	n, err := endEscalatingScript.Run(ctx, l.rdb, []string{l.pauseKey, l.seriesKey}).Int()
+	if err != nil {
+		return false, fmt.Errorf("ratelimit: end the Odin request pause in Redis: %w", err)
+	}
+	return n == 1, nil
+}
+
+// ForgetEscalation ends the series of PauseEscalating, so that the next one pauses for
+// its first length; a pause that is on stays. Call it once an Odin login works again.
+func (l *Limiter) ForgetEscalation(ctx context.Context) error {
+	if err := l.rdb.Del(ctx, l.seriesKey).Err(); err != nil {
+		return fmt.Errorf("ratelimit: forget the series of Odin request pauses in Redis: %w", err)
+	}
+	return nil
+}

@@ -18,9 +18,11 @@ import (
 )
 
 // Pauser stops every worker of the fleet from calling Odin for a while; the fleet-wide
-// rate limiter implements it.
+// rate limiter implements it (see ratelimit.Limiter for the methods).
 type Pauser interface {
 	Pause(ctx context.Context, d time.Duration, reason string) error
+	PauseEscalating(ctx context.Context, first, longest time.Duration, reason string) (remaining time.Duration, pauses int, err error)
+	ForgetEscalation(ctx context.Context) error
 }
 
 // Enqueuer is the part of *asynq.Client the handlers use. It must be safe for concurrent
@@ -202,6 +204,8 @@ type WaitError struct {
 	Reason string
 }
 
+// Error says what the task waits for; asynqmon shows it, and RunLoginWaits finds the
+// tasks waiting for the end of a login pause by it.
 func (e *WaitError) Error() string {
 	return fmt.Sprintf("waiting %s before calling Odin: %s", e.Delay.Round(time.Second), e.Reason)
 }

@@ -80,8 +80,14 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	}
 	if err == nil {
 		if status.Reason != "" {
-			// Odin works again: clear the waiting reason operators see in the status.
+			// Odin works again: clear the waiting reason operators see in the status, and
+			// let the next failed login pause the fleet for ODIN_LOGIN_COOLDOWN again.
 			_ = h.Store.SetReason(ctx, p.JobID, "")
+			if h.Pauser != nil {
+				if err := h.Pauser.ForgetEscalation(ctx); err != nil {
+					log.Warn().Err(err).Msg("could not reset the count of login pauses in a row")
+				}
+			}
 		}
 		return h.settleApplied(ctx, p, rec, attempts)
 	}
@@ -409,18 +415,22 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 	}
 
 	if odin.IsAuthFailure(err) {
-		reason := "Odin login failed: " + odinReason(err)
+		reason := loginFailedPrefix + odinReason(err)
 		var login *odin.LoginError
 		if errors.As(err, &login) && login.WrongURL() {
 			reason += "; there is no login endpoint at ODIN_BASE_URL: check that it is Odin's API root, like https://odin.example.com/api/v2"
 		}
-		cooldown := h.loginCooldown()
-		log.Error().Err(err).Dur("cooldown_ms", cooldown).Msg("Odin login failed; pausing every worker's Odin calls")
+		cooldown, pauses := h.loginCooldown(), 1
 		if h.Pauser != nil {
-			if perr := h.Pauser.Pause(ctx, cooldown, reason); perr != nil {
+			remaining, n, perr := h.Pauser.PauseEscalating(ctx, cooldown, max(cooldown, MaxLoginCooldown), reason)
+			if perr != nil {
 				log.Error().Err(perr).Msg("could not pause the fleet")
+			} else {
+				cooldown, pauses = remaining, n
 			}
 		}
+		log.Error().Err(err).Dur("cooldown_ms", cooldown).Int("login_pauses_in_a_row", pauses).
+			Msg("Odin login failed; pausing every worker's Odin calls")
 		if serr := h.Store.SetReason(ctx, jobID, reason); serr != nil {
 			log.Error().Err(serr).Msg("could not record the waiting reason")
 		}
@@ -471,6 +481,16 @@ func (h *Handlers) notePause(ctx context.Context, jobID string, d time.Duration,
 		zerolog.Ctx(ctx).Error().Err(err).Msg("could not record the waiting reason")
 	}
 }
+
+// loginFailedPrefix starts the reason of a fleet pause after a failed Odin login.
+const loginFailedPrefix = "Odin login failed: "
+
+// MaxLoginCooldown is the longest pause of the fleet after failed Odin logins, unless
+// ODIN_LOGIN_COOLDOWN is longer. Each failed login in a row doubles the pause from
+// ODIN_LOGIN_COOLDOWN up to it. Each pause ends with new login attempts, and these count
+// towards a lockout of the admin account. With the default of one minute, eight hours of
+// wrong credentials cost about 35 attempts per worker instead of 480.
+const MaxLoginCooldown = 15 * time.Minute
 
 // MaxFleetPause is the longest pause of the fleet after a Retry-After from Odin. A
 // longer Retry-After, such as a day from a proxy's maintenance page, would otherwise stop

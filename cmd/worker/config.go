@@ -119,7 +119,7 @@ func parseConfig(args []string, getenv secrets.Getenv, stderr io.Writer) (Config
 	fs.IntVar(&c.RateBurst, "rate-burst", c.RateBurst, "Odin requests that may go out back to back (env ODIN_RATE_BURST)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "tasks this process runs at once, for batch jobs and again for high-priority jobs (env WORKER_CONCURRENCY)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "time running tasks get to finish on SIGTERM (env SHUTDOWN_TIMEOUT)")
-	fs.DurationVar(&c.LoginCooldown, "login-cooldown", c.LoginCooldown, "pause of every worker after a failed Odin login (env ODIN_LOGIN_COOLDOWN)")
+	fs.DurationVar(&c.LoginCooldown, "login-cooldown", c.LoginCooldown, "pause of every worker after a failed Odin login, doubled for each further one in a row up to 15m (env ODIN_LOGIN_COOLDOWN)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often the fleet looks for stalled jobs (env SWEEP_INTERVAL)")
 	fs.DurationVar(&c.StallAfter, "stall-after", c.StallAfter, "time without progress after which the sweeper repairs a running job's lost tasks (env STALL_AFTER)")
 	fs.BoolVar(&c.InsecurePlaintextResults, "insecure-plaintext-results", c.InsecurePlaintextResults, "store new secrets unencrypted when RESULTS_KEY is not set (env INSECURE_PLAINTEXT_RESULTS)")

@@ -140,3 +140,9 @@ func (l *Limiter) Pause(ctx context.Context, d time.Duration, reason string) err
 	l.m.pauses.Inc()
 	return l.Limiter.Pause(ctx, d, reason)
 }
+
+// PauseEscalating implements tasks.Pauser.
+func (l *Limiter) PauseEscalating(ctx context.Context, first, longest time.Duration, reason string) (time.Duration, int, error) {
+	l.m.pauses.Inc()
+	return l.Limiter.PauseEscalating(ctx, first, longest, reason)
+}

@@ -133,3 +133,88 @@ func TestLoginFailurePausesFleet(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginPausesDoubleUntilRestart keeps the Odin login broken: each failed login in a
+// row must pause the fleet twice as long as the one before, so that a night of wrong
+// credentials does not lock the admin account. A worker started with the right
+// credentials must then end the pause at once, and the next failed login, after the
+// login worked again, must pause for the first length again.
+func TestLoginPausesDoubleUntilRestart(t *testing.T) {
+	requireRealRedis(t)
+	t.Parallel()
+	const (
+		users    = 60
+		cooldown = time.Second
+	)
+	env := testenv.Start(t, testenv.Options{
+		Sim:     odintest.Config{Users: users},
+		Workers: 1, Concurrency: 5, RateLimit: 50, LoginCooldown: cooldown,
+		// Paused tasks go back to asynq until the pause ends, as with the defaults of a
+		// 60 s cooldown and a 5 s limiter wait.
+		MaxWait: 200 * time.Millisecond,
+	})
+	ctx := context.Background()
+	env.Submit(tasks.BulkResetPayload{JobID: "login-doubles", Type: results.Web, Users: seededUsers(users)})
+	waitUntil(t, 30*time.Second, "the first 10 users applied", func() bool {
+		job, err := env.Store.Job(ctx, "login-doubles")
+		return err == nil && job.Applied >= 10
+	})
+
+	// The operator changes the admin's password on Odin before the workers'.
+	user, _ := env.Sim.Login()
+	env.Sim.SetCredentials(user, "the-new-password")
+	env.Sim.ExpireTokens()
+	before := env.Sim.Stats()
+
+	// Watch the pauses until one of 4 s (the fourth in a row) is on.
+	var pauses []time.Duration
+	last := time.Duration(0)
+	waitUntil(t, 20*time.Second, "a pause of 4 s", func() bool {
+		remaining, _, err := env.Limiter.Paused(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if remaining > last+100*time.Millisecond {
+			pauses = append(pauses, remaining)
+		}
+		last = remaining
+		return remaining > 3*time.Second
+	})
+	logins := env.Sim.Stats().Requests["POST /auth/token"] - before.Requests["POST /auth/token"]
+	t.Logf("pauses as they began: %v; %d login attempts", pauses, logins)
+	if len(pauses) != 3 && len(pauses) != 4 {
+		// The first pause may start before the first reading.
+		t.Errorf("%d pauses before the one of 4 s, want 3 or 4 (1 s, 2 s, 4 s)", len(pauses))
+	}
+	if logins > 5 {
+		t.Errorf("%d login attempts within three pauses, want at most 5: each failed login in a row should double the pause", logins)
+	}
+
+	// The worker restarts with the new password.
+	env.Workers[0].Shutdown()
+	left, _, err := env.Limiter.Paused(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restartedAt := time.Now()
+	env.AddWorker()
+	job := waitJob(t, env.Store, "login-doubles", 30*time.Second)
+	checkAllApplied(t, job, users)
+	took := time.Since(restartedAt)
+	t.Logf("job finished %v after the restart, with %v of the pause left", took.Round(time.Millisecond), left.Round(time.Millisecond))
+	if took >= left {
+		t.Errorf("job finished %v after the worker with the right password started, want before the pause's end %v after the start: the start should end the pause and run the waiting tasks", took, left)
+	}
+
+	// The login worked again, so the next failure pauses for the first length.
+	env.Sim.SetCredentials(user, "a-password-no-worker-has")
+	env.Sim.ExpireTokens()
+	env.Submit(tasks.BulkResetPayload{JobID: "login-again", Type: results.Web, Users: seededUsers(5)})
+	waitUntil(t, 10*time.Second, "a pause after the new failure", func() bool {
+		remaining, _, err := env.Limiter.Paused(ctx)
+		return err == nil && remaining > 0
+	})
+	if remaining, _, _ := env.Limiter.Paused(ctx); remaining > cooldown {
+		t.Errorf("pause of %v after the first failed login since the login worked, want at most %v", remaining, cooldown)
+	}
+}

@@ -36,6 +36,8 @@ type Options struct {
 	// LogWriter receives every worker log line (JSON) when set.
 	LogWriter     func(line []byte)
 	LoginCooldown time.Duration
+	// MaxWait is the limiter's longest wait in a task; default ratelimit.DefaultMaxWait.
+	MaxWait       time.Duration
 	SweepInterval time.Duration
 	StallAfter    time.Duration
 }
@@ -97,7 +99,11 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	t.Cleanup(func() { env.Client.Close() })
 
-	env.Limiter, err = ratelimit.New(rd.Client, sim.URL, ratelimit.Limit{Rate: opts.RateLimit, Burst: opts.RateBurst})
+	var limiterOpts []ratelimit.Option
+	if opts.MaxWait > 0 {
+		limiterOpts = append(limiterOpts, ratelimit.WithMaxWait(opts.MaxWait))
+	}
+	env.Limiter, err = ratelimit.New(rd.Client, sim.URL, ratelimit.Limit{Rate: opts.RateLimit, Burst: opts.RateBurst}, limiterOpts...)
 	if err != nil {
 		t.Fatalf("limiter: %v", err)
 	}

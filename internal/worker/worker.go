@@ -154,6 +154,7 @@ func New(cfg Config) (*Worker, error) {
 
 // Start runs the asynq servers and the sweeper ticker in the background.
 func (w *Worker) Start() error {
+	w.endLoginPause()
 	mux := asynq.NewServeMux()
 	w.handlers.Register(mux, w.cfg.Logger)
 	if w.sweeper != nil {
@@ -180,6 +181,32 @@ func (w *Worker) Start() error {
 		}
 	}()
 	return nil
+}
+
+// endLoginPause ends the fleet's pause after failed Odin logins, if one is on, and runs
+// the tasks that wait for its end, so that a worker restarted with fixed credentials
+// resets users at once instead of after the pause. If this worker's credentials fail too, its first login pauses the fleet again
+// until the end of the pause it ended, with one more failed attempt on the account.
+func (w *Worker) endLoginPause() {
+	if w.cfg.Limiter == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ended, err := w.cfg.Limiter.EndEscalatingPause(ctx)
+	switch {
+	case err != nil:
+		w.cfg.Logger.Warn().Err(err).Msg("could not check for a pause after failed Odin logins; this worker waits for it like the others")
+	case ended:
+		insp := asynq.NewInspector(w.cfg.RedisConnOpt)
+		defer insp.Close()
+		moved, err := tasks.RunLoginWaits(insp)
+		log := w.cfg.Logger.Info()
+		if err != nil {
+			log = w.cfg.Logger.Warn().Err(err)
+		}
+		log.Int("tasks_run_now", moved).Msg("ended the fleet's pause after failed Odin logins, and ran the tasks that waited for its end, so that this worker's credentials are tried now; if Odin rejects them too, the pause resumes until its planned end")
+	}
 }
 
 // Shutdown stops taking tasks, waits up to ShutdownTimeout for running ones, and gives
