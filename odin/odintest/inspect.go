@@ -1,10 +1,15 @@
 package odintest
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -152,7 +157,7 @@ func (fj faultsJSON) faults() (Faults, error) {
 
 func (s *Simulator) putFaults(w http.ResponseWriter, r *http.Request) {
 	var fj faultsJSON
-	if rep, ok := decodeBody(r, &fj); !ok {
+	if rep, ok := decodeSimBody(r, &fj); !ok {
 		writeJSON(w, rep.status, rep.body)
 		return
 	}
@@ -169,7 +174,7 @@ func (s *Simulator) putRateLimit(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		RequestsPerSecond *float64 `json:"requestsPerSecond"`
 	}
-	if rep, ok := decodeBody(r, &req); !ok {
+	if rep, ok := decodeSimBody(r, &req); !ok {
 		writeJSON(w, rep.status, rep.body)
 		return
 	}
@@ -183,4 +188,45 @@ func (s *Simulator) putRateLimit(w http.ResponseWriter, r *http.Request) {
 	}
 	s.SetRateLimit(*req.RequestsPerSecond)
 	writeJSON(w, http.StatusOK, map[string]float64{"requestsPerSecond": *req.RequestsPerSecond})
+}
+
+// decodeSimBody decodes the body of a PUT to /_sim/ like decodeBody, and also rejects
+// a field v does not have, naming the fields it has: a misspelt fault must not leave a
+// test running without it.
+func decodeSimBody(r *http.Request, v any) (reply, bool) {
+	if r.Body == nil {
+		return decodeBody(r, v)
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		return errorReply(http.StatusBadRequest, "Reading the request body failed"), false
+	}
+	r.Body = io.NopCloser(bytes.NewReader(data))
+	if rep, ok := decodeBody(r, v); !ok {
+		return rep, false
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return errorReply(http.StatusBadRequest, "Invalid request body: not a JSON object"), false
+	}
+	known := jsonFields(v)
+	for name := range fields {
+		if !slices.Contains(known, name) {
+			return errorReply(http.StatusBadRequest, fmt.Sprintf("Unknown field %q: the fields are %s", name, strings.Join(known, ", "))), false
+		}
+	}
+	return reply{}, true
+}
+
+// jsonFields returns the JSON names of the fields of the struct v points to.
+func jsonFields(v any) []string {
+	t := reflect.TypeOf(v).Elem()
+	names := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	return names
 }

@@ -106,10 +106,12 @@ func TestInspectionControls(t *testing.T) {
 		{"set faults", "PUT", "/_sim/faults", map[string]any{"error500": 1, "hangDuration": "1s"}, 200, 500},
 		{"reject bad faults", "PUT", "/_sim/faults", map[string]any{"error500": 2}, 400, 500},
 		{"reject bad duration", "PUT", "/_sim/faults", map[string]any{"hang": 0.5, "hangDuration": "soon"}, 400, 500},
+		{"reject misspelt fault", "PUT", "/_sim/faults", map[string]any{"error_500": 1}, 400, 500},
 		{"clear faults", "PUT", "/_sim/faults", map[string]any{}, 200, 400},
 		{"rate limit", "PUT", "/_sim/rate-limit", map[string]any{"requestsPerSecond": 0.01}, 200, 400}, // the one request per 100s
 		{"reject negative rate", "PUT", "/_sim/rate-limit", map[string]any{"requestsPerSecond": -1}, 400, 429},
 		{"reject missing rate", "PUT", "/_sim/rate-limit", map[string]any{}, 400, 429},
+		{"reject unknown rate field", "PUT", "/_sim/rate-limit", map[string]any{"requestsPerSecond": 0, "burst": 2}, 400, 429},
 		{"no rate limit", "PUT", "/_sim/rate-limit", map[string]any{"requestsPerSecond": 0}, 200, 400},
 		{"expire tokens", "POST", "/_sim/expire-tokens", nil, 204, 401},
 	}
@@ -123,6 +125,12 @@ func TestInspectionControls(t *testing.T) {
 				t.Errorf("then GET /users: status = %d, want %d", resp.status, tt.then)
 			}
 		})
+	}
+
+	resp := call(t, http.MethodPut, srv.Root(), "/_sim/faults", "", map[string]any{"error_500": 1})
+	const want = `Unknown field \"error_500\": the fields are error500, error502HTML, reset, hang, hangDuration, includeAuth, applyBeforeFault, seed`
+	if !strings.Contains(string(resp.body), want) {
+		t.Errorf("misspelt fault: body %s, want it to contain %s", resp.body, want)
 	}
 
 	if resp := call(t, http.MethodPost, srv.Root(), "/_sim/reset-stats", "", nil); resp.status != http.StatusNoContent {
