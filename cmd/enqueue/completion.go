@@ -37,7 +37,7 @@ _enqueue() {
     cmd=""
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            submit|status|results|cancel|list|completion|help) cmd="${COMP_WORDS[i]}"; break ;;
+            submit|status|results|cancel|retry|list|completion|help) cmd="${COMP_WORDS[i]}"; break ;;
         esac
     done
 
@@ -54,16 +54,17 @@ _enqueue() {
         status) flags="--json --watch --redis-url --help" ;;
         results) flags="--format --out --delete --redis-url --help" ;;
         cancel) flags="--requested-by --redis-url --help" ;;
+        retry) flags="--job-id --redis-url --result-ttl --priority --at --in --callback-url --requested-by --wait --timeout --format --out --help" ;;
         list) flags="--limit --json --quiet --redis-url --help" ;;
         completion) COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")); return ;;
-        help) COMPREPLY=($(compgen -W "submit status results cancel list completion" -- "$cur")); return ;;
+        help) COMPREPLY=($(compgen -W "submit status results cancel retry list completion" -- "$cur")); return ;;
     esac
 
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$flags" -- "$cur"))
     elif [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "submit status results cancel list completion help" -- "$cur"))
-    elif [[ "$cmd" == status || "$cmd" == results || "$cmd" == cancel ]]; then
+        COMPREPLY=($(compgen -W "submit status results cancel retry list completion help" -- "$cur"))
+    elif [[ "$cmd" == status || "$cmd" == results || "$cmd" == cancel || "$cmd" == retry ]]; then
         COMPREPLY=($(compgen -W "$(enqueue list --quiet 2>/dev/null)" -- "$cur"))
     fi
 }
@@ -86,6 +87,7 @@ _enqueue() {
         'status:show the state and progress of a job'
         'results:print the new values and errors of a job'
         'cancel:cancel a job'
+        'retry:submit a new job for the users of a job that were not applied'
         'list:list recent jobs'
         'completion:print a shell completion script'
     )
@@ -118,7 +120,7 @@ _enqueue() {
         return
     fi
     case $words[2] in
-        status|results|cancel|list|completion|submit)
+        status|results|cancel|retry|list|completion|submit)
             local command=$words[2]
             shift words
             (( CURRENT-- ))
@@ -126,6 +128,12 @@ _enqueue() {
                 status) _arguments $common '--json[print JSON]' '--watch[redraw until the job finishes]' '1:job:_enqueue_jobs' ;;
                 results) _arguments $common '--format[output format]:format:(json csv)' '--out[output file]:file:_files' '--delete[delete the record afterwards]' '1:job:_enqueue_jobs' ;;
                 cancel) _arguments $common '--requested-by[who cancels]:name:' '1:job:_enqueue_jobs' ;;
+                retry) _arguments $common '--job-id[ID of the new job]:id:' '--result-ttl[how long the results are kept]:duration:' \
+                    '--priority[queue priority]:priority:(high default low)' '--at[start time, RFC 3339]:time:' \
+                    '--in[start after this delay]:duration:' '--callback-url[URL that receives the job summary]:url:' \
+                    '--requested-by[who asks for the retry]:name:' '--wait[wait, then print the results]' \
+                    '--timeout[stop waiting after this duration]:duration:' '--format[output format]:format:(json csv)' \
+                    '--out[output file]:file:_files' '1:job:_enqueue_jobs' ;;
                 list) _arguments $common '--limit[how many jobs]:number:' '--json[print JSON]' '--quiet[print job IDs only]' ;;
                 completion) _arguments '1:shell:(bash zsh fish)' ;;
                 submit) _arguments $common $submit_flags ;;
@@ -139,20 +147,21 @@ compdef _enqueue enqueue
 `
 
 const fishCompletion = `# fish completion for enqueue. Load it with: enqueue completion fish | source
-set -l commands submit status results cancel list completion
+set -l commands submit status results cancel retry list completion
 complete -c enqueue -f
 
 complete -c enqueue -n "not __fish_seen_subcommand_from $commands" -a submit -d 'submit a reset job (the default command)'
 complete -c enqueue -n "not __fish_seen_subcommand_from $commands" -a status -d 'show the state and progress of a job'
 complete -c enqueue -n "not __fish_seen_subcommand_from $commands" -a results -d 'print the new values and errors of a job'
 complete -c enqueue -n "not __fish_seen_subcommand_from $commands" -a cancel -d 'cancel a job'
+complete -c enqueue -n "not __fish_seen_subcommand_from $commands" -a retry -d 'submit a new job for the users of a job that were not applied'
 complete -c enqueue -n "not __fish_seen_subcommand_from $commands" -a list -d 'list recent jobs'
 complete -c enqueue -n "not __fish_seen_subcommand_from $commands" -a completion -d 'print a shell completion script'
 
 complete -c enqueue -l redis-url -x -d 'Redis URL'
 complete -c enqueue -l help -d 'show the help'
 
-set -l submitting "not __fish_seen_subcommand_from status results cancel list completion"
+set -l submitting "not __fish_seen_subcommand_from status results cancel retry list completion"
 complete -c enqueue -n $submitting -l service-provider -x -d 'service provider ID'
 complete -c enqueue -n $submitting -l group -x -d 'group ID'
 complete -c enqueue -n $submitting -l type -x -a 'sip voicemail vm web' -d 'credential to reset'
@@ -171,10 +180,21 @@ complete -c enqueue -n $submitting -l dry-run -d 'check the users without changi
 complete -c enqueue -n $submitting -l reset-devices -d 'SIP only: rebuild and re-sync phones'
 complete -c enqueue -n $submitting -l wait -d 'wait, then print the results'
 complete -c enqueue -n $submitting -l timeout -x -d 'stop waiting after this duration'
-complete -c enqueue -n "$submitting; or __fish_seen_subcommand_from results" -l format -x -a 'json csv' -d 'output format'
-complete -c enqueue -n "$submitting; or __fish_seen_subcommand_from results" -l out -r -F -d 'output file'
+complete -c enqueue -n "$submitting; or __fish_seen_subcommand_from results retry" -l format -x -a 'json csv' -d 'output format'
+complete -c enqueue -n "$submitting; or __fish_seen_subcommand_from results retry" -l out -r -F -d 'output file'
 
-complete -c enqueue -n "__fish_seen_subcommand_from status results cancel" -a '(enqueue list --quiet 2>/dev/null)' -d 'job'
+set -l retrying "__fish_seen_subcommand_from retry"
+complete -c enqueue -n $retrying -l job-id -x -d 'ID of the new job'
+complete -c enqueue -n $retrying -l result-ttl -x -d 'how long the results are kept'
+complete -c enqueue -n $retrying -l priority -x -a 'high default low' -d 'queue priority'
+complete -c enqueue -n $retrying -l at -x -d 'start time, RFC 3339'
+complete -c enqueue -n $retrying -l in -x -d 'start after this delay'
+complete -c enqueue -n $retrying -l callback-url -x -d 'URL that receives the job summary'
+complete -c enqueue -n $retrying -l requested-by -x -d 'who asks for the retry'
+complete -c enqueue -n $retrying -l wait -d 'wait, then print the results'
+complete -c enqueue -n $retrying -l timeout -x -d 'stop waiting after this duration'
+
+complete -c enqueue -n "__fish_seen_subcommand_from status results cancel retry" -a '(enqueue list --quiet 2>/dev/null)' -d 'job'
 complete -c enqueue -n "__fish_seen_subcommand_from status list" -l json -d 'print JSON'
 complete -c enqueue -n "__fish_seen_subcommand_from status" -l watch -d 'redraw until the job finishes'
 complete -c enqueue -n "__fish_seen_subcommand_from results" -l delete -d 'delete the record afterwards'

@@ -101,13 +101,15 @@ func (a *app) dispatch(ctx context.Context, args []string) error {
 		return a.cmdResults(ctx, args[1:])
 	case "cancel":
 		return a.cmdCancel(ctx, args[1:])
+	case "retry":
+		return a.cmdRetry(ctx, args[1:])
 	case "list":
 		return a.cmdList(ctx, args[1:])
 	case "completion":
 		return a.cmdCompletion(args[1:])
 	}
 	if !strings.HasPrefix(args[0], "-") {
-		return usageErrorf("unknown command %q: use submit, status, results, cancel, list or completion (see enqueue --help)", args[0])
+		return usageErrorf("unknown command %q: use submit, status, results, cancel, retry, list or completion (see enqueue --help)", args[0])
 	}
 	return a.cmdSubmit(ctx, args)
 }

@@ -57,13 +57,19 @@ func (a *app) cmdSubmit(ctx context.Context, args []string) error {
 	}
 	if len(positional) > 0 {
 		switch positional[0] {
-		case "submit", "status", "results", "cancel", "list", "completion":
+		case "submit", "status", "results", "cancel", "retry", "list", "completion":
 			return usageErrorf("unexpected argument %q after flags: put the command first, like enqueue %s --redis-url URL ...", positional[0], positional[0])
 		}
-		return usageErrorf("unexpected argument %q: give users with --user or --users-file, and commands are submit, status, results, cancel, list and completion", positional[0])
+		return usageErrorf("unexpected argument %q: give users with --user or --users-file, and commands are submit, status, results, cancel, retry, list and completion", positional[0])
 	}
 
-	sub, err := a.validateSubmission(&o, setFlags(fs))
+	return a.submit(ctx, &o, setFlags(fs))
+}
+
+// submit validates the request of o, with set naming the flags given, enqueues it, and
+// with --wait follows the job and prints its results.
+func (a *app) submit(ctx context.Context, o *submitOptions, set map[string]bool) error {
+	sub, err := a.validateSubmission(o, set)
 	if err != nil {
 		return err
 	}

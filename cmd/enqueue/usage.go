@@ -4,6 +4,7 @@ const mainUsage = `Usage: enqueue [submit] --service-provider SP --group G --typ
        enqueue status JOB [--json] [--watch]
        enqueue results JOB [--format json|csv] [--out FILE] [--delete]
        enqueue cancel JOB
+       enqueue retry JOB [--wait] [options]
        enqueue list [--limit N] [--json]
        enqueue completion bash|zsh|fish
 
@@ -16,6 +17,7 @@ Commands:
   status      show a job's state, counts, rate and time left
   results     print a job's new values and errors as JSON or CSV
   cancel      cancel a job: users not reset yet are left alone
+  retry       submit a new job for the users of a finished job that were not applied
   list        list recent jobs
   completion  print a completion script for bash, zsh or fish
 
@@ -107,6 +109,28 @@ Prints the counts after the cancel.
 const cancelExamples = `
 Examples:
   enqueue cancel reset-20261204-2301-1a2b3c4d
+`
+
+const retryUsage = `Usage: enqueue retry JOB [--job-id ID] [--priority P] [--wait] [options]
+
+Submits a new job for the users of the finished job JOB that were not applied: the
+failed ones and, in a cancelled job, those not reset. The new job takes JOB's service
+provider, group, credential type, device step and dry-run setting, and its priority
+unless --priority is given. Every user gets a new value, including a user whose failed
+row in JOB says its value may be set: the new job's results then hold the value Odin
+keeps. Users that failed for a lasting reason, such as a service not assigned, fail
+again with the same reason. JOB must have no task left on a worker, so a reset still
+in flight cannot set its value after the new one. Without --wait it prints the new job's
+ID.
+`
+
+const retryExamples = `
+Examples:
+  # After an Odin outage exhausted the retries of some users, reset them again and wait.
+  enqueue retry reset-20261204-2301-1a2b3c4d --wait --out retried.json
+
+  # Retry the users of a cancelled job tomorrow night, at low priority.
+  enqueue retry reset-20261204-2301-1a2b3c4d --at 2026-12-05T23:00:00Z --priority low
 `
 
 const listUsage = `Usage: enqueue list [--limit N] [--json] [--quiet]
