@@ -106,11 +106,11 @@ return {1, completed}
 // When the job is running for real and the user has a record, it also lists the user in
 // the sending hash, because from now on the value may reach Odin. A sending hash it
 // creates gets the TTL of the job hash. It returns {state or false, reason, dry_run,
-// record or false}.
+// record or false, type, sp, group, cursor, total}.
 //
 // KEYS: keys.all. ARGV[1] user ID.
 var scriptBeginAttempt = redis.NewScript(`
-local m = redis.call('HMGET', KEYS[1], 'state', 'reason', 'dry_run')
+local m = redis.call('HMGET', KEYS[1], 'state', 'reason', 'dry_run', 'type', 'sp', 'group', 'cursor', 'total')
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if m[1] == 'running' and m[3] ~= '1' and raw then
   if redis.call('HSETNX', KEYS[5], ARGV[1], '1') == 1 and redis.call('HLEN', KEYS[5]) == 1 then
@@ -120,7 +120,7 @@ if m[1] == 'running' and m[3] ~= '1' and raw then
     end
   end
 end
-return {m[1] or false, m[2] or '', m[3] or '', raw}
+return {m[1] or false, m[2] or '', m[3] or '', raw, m[4] or '', m[5] or '', m[6] or '', m[7] or '', m[8] or ''}
 `)
 
 // scriptClearReason empties the job's reason if it starts with ARGV[1], and returns 1

@@ -192,6 +192,27 @@ type JobStatus struct {
 	State  JobState
 	Reason string
 	DryRun bool
+	// Type, ServiceProviderID and GroupID are the job's, which a task must match.
+	Type              CredentialType
+	ServiceProviderID string
+	GroupID           string
+	// Cursor is the number of users the fan-out has passed, of Total.
+	Cursor, Total int
+}
+
+// jobStatusFields are the fields of the job hash that make a JobStatus, in the order of
+// newJobStatus's arguments.
+var jobStatusFields = []string{"state", "reason", "dry_run", "type", "sp", "group", "cursor", "total"}
+
+// newJobStatus builds a JobStatus from the values of jobStatusFields.
+func newJobStatus(vals ...any) JobStatus {
+	str := func(v any) string { s, _ := v.(string); return s }
+	num := func(v any) int { n, _ := strconv.Atoi(str(v)); return n }
+	return JobStatus{
+		State: JobState(str(vals[0])), Reason: str(vals[1]), DryRun: str(vals[2]) == "1",
+		Type: CredentialType(str(vals[3])), ServiceProviderID: str(vals[4]), GroupID: str(vals[5]),
+		Cursor: num(vals[6]), Total: num(vals[7]),
+	}
 }
 
 // UserWithJobStatus returns one user's record and the job's state and reason in one round
@@ -199,20 +220,16 @@ type JobStatus struct {
 func (s *Store) UserWithJobStatus(ctx context.Context, jobID, userID string) (UserRecord, JobStatus, error) {
 	k := s.jobKeys(jobID)
 	pipe := s.rdb.Pipeline()
-	metaCmd := pipe.HMGet(ctx, k.meta, "state", "reason", "dry_run")
+	metaCmd := pipe.HMGet(ctx, k.meta, jobStatusFields...)
 	userCmd := pipe.HGet(ctx, k.users, userID)
 	_, err := pipe.Exec(ctx)
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return UserRecord{}, JobStatus{}, fmt.Errorf("read user %q of job %s: %w", userID, jobID, err)
 	}
-	meta := metaCmd.Val()
-	state, _ := meta[0].(string)
-	if state == "" {
+	status := newJobStatus(metaCmd.Val()...)
+	if status.State == "" {
 		return UserRecord{}, JobStatus{}, fmt.Errorf("job %s: %w", jobID, ErrNotFound)
 	}
-	reason, _ := meta[1].(string)
-	dryRun, _ := meta[2].(string)
-	status := JobStatus{State: JobState(state), Reason: reason, DryRun: dryRun == "1"}
 	raw, err := userCmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return UserRecord{}, status, fmt.Errorf("user %q of job %s: %w", userID, jobID, ErrNotFound)
@@ -242,16 +259,13 @@ func (s *Store) BeginAttempt(ctx context.Context, jobID, userID string) (UserRec
 	if err != nil {
 		return UserRecord{}, JobStatus{}, fmt.Errorf("read user %q of job %s: %w", userID, jobID, err)
 	}
-	if len(vals) != 4 {
+	if len(vals) != 9 {
 		return UserRecord{}, JobStatus{}, fmt.Errorf("read user %q of job %s: unexpected reply %v", userID, jobID, vals)
 	}
-	state, _ := vals[0].(string)
-	if state == "" {
+	status := newJobStatus(vals[0], vals[1], vals[2], vals[4], vals[5], vals[6], vals[7], vals[8])
+	if status.State == "" {
 		return UserRecord{}, JobStatus{}, fmt.Errorf("job %s: %w", jobID, ErrNotFound)
 	}
-	reason, _ := vals[1].(string)
-	dryRun, _ := vals[2].(string)
-	status := JobStatus{State: JobState(state), Reason: reason, DryRun: dryRun == "1"}
 	raw, ok := vals[3].(string)
 	if !ok {
 		return UserRecord{}, status, fmt.Errorf("user %q of job %s: %w", userID, jobID, ErrNotFound)

@@ -473,8 +473,22 @@ func TestUserWithJobStatus(t *testing.T) {
 	if err != nil {
 		t.Fatalf("UserWithJobStatus: %v", err)
 	}
-	if diff := cmp.Diff(results.JobStatus{State: results.JobRunning, Reason: reason}, status); diff != "" {
+	wantStatus := results.JobStatus{
+		State: results.JobRunning, Reason: reason, Type: results.SIP, ServiceProviderID: "sp1", GroupID: "g1", Total: 1,
+	}
+	if diff := cmp.Diff(wantStatus, status); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)
+	}
+	if err := s.SetCursor(t.Context(), "job-1", 1); err != nil {
+		t.Fatal(err)
+	}
+	_, begun, err := s.BeginAttempt(t.Context(), "job-1", "u1")
+	if err != nil {
+		t.Fatalf("BeginAttempt: %v", err)
+	}
+	wantStatus.Cursor = 1
+	if diff := cmp.Diff(wantStatus, begun); diff != "" {
+		t.Errorf("status of BeginAttempt (-want +got):\n%s", diff)
 	}
 	want := results.UserRecord{UserID: "u1", State: results.UserPending, Secret: "pw1"}
 	if diff := cmp.Diff(want, rec, ignoreRaw); diff != "" {

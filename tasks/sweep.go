@@ -36,7 +36,8 @@ func (h *Handlers) HandleError(ctx context.Context, t *asynq.Task, err error) {
 	recordCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	rec, status, rerr := h.Store.UserWithJobStatus(recordCtx, p.JobID, p.UserID)
-	if rerr != nil || rec.State != results.UserPending || status.State.Finished() {
+	if rerr != nil || rec.State != results.UserPending || status.State.Finished() || p.mismatch(status) != "" {
+		// A task that does not match its job is not the user's own: that one still runs.
 		return
 	}
 	_ = h.failAttempts(recordCtx, p, rec, "retries exhausted: "+odinReason(err), retried+1, err)

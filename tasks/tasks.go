@@ -374,6 +374,21 @@ func (p UserResetPayload) validate() error {
 	return nil
 }
 
+// mismatch returns how the task differs from its job: another credential type, service
+// provider or group. It returns "" when the task matches, or when the job record predates
+// these fields.
+func (p UserResetPayload) mismatch(job results.JobStatus) string {
+	var diffs []string
+	if job.Type != "" && p.Type != job.Type {
+		diffs = append(diffs, fmt.Sprintf("it asks for the %s credential, the job resets the %s credential", p.Type, job.Type))
+	}
+	if job.ServiceProviderID != "" && (p.ServiceProviderID != job.ServiceProviderID || p.GroupID != job.GroupID) {
+		diffs = append(diffs, fmt.Sprintf("it names group %q of service provider %q, the job's group is %q of %q",
+			p.GroupID, p.ServiceProviderID, job.GroupID, job.ServiceProviderID))
+	}
+	return strings.Join(diffs, ", and ")
+}
+
 // CompleteTaskID is the TaskID of a job's reset:complete task. The '#' cannot occur in a
 // job ID, so a user named "complete" keeps its own TaskID "<job>/complete".
 func CompleteTaskID(jobID string) string { return jobID + "#complete" }

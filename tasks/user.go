@@ -42,6 +42,13 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
+	if problem := p.mismatch(status); problem != "" {
+		// Only a task made outside the fan-out and the sweeper can get here. Setting the
+		// record's value as another credential would list it as the user's new credential
+		// of the job's type, which Odin does not hold.
+		log.Error().Str("task_type", string(p.Type)).Str("job_type", string(status.Type)).Msg("task does not match its job; dropped without calling Odin")
+		return permanent(fmt.Errorf("task for user %q of job %s dropped without calling Odin: %s; the job's own task resets the user", p.UserID, p.JobID, problem))
+	}
 	if rec.State != results.UserPending && rec.MaybeSent {
 		// A settled user: nothing is sent for it. Drop the mark BeginAttempt left.
 		if err := h.Store.EndAttempt(ctx, p.JobID, p.UserID); err != nil {
@@ -60,6 +67,11 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 		return nil
 	case status.DryRun:
 		return h.checkUser(ctx, p, rec)
+	case rec.Secret == "" && status.Cursor < status.Total:
+		// A task made outside the fan-out, before the fan-out reached the user: the
+		// fan-out writes the value and enqueues the user's own task.
+		log.Warn().Int("cursor", status.Cursor).Int("total", status.Total).Msg("task ran before the fan-out wrote the user's value; dropped, the fan-out enqueues the user's task")
+		return nil
 	case rec.Secret == "":
 		return h.fail(ctx, p, rec, "no new value was written for this user before its task ran; submit the user again")
 	}
@@ -459,8 +471,11 @@ func (h *Handlers) waitFor(ctx context.Context, jobID string, err error) error {
 
 // odinFailure classifies an Odin error of the fan-out: a *WaitError for pauses, the
 // error itself otherwise, so asynq retries the fan-out from its cursor. Either way the
-// job's reason explains why it makes no progress.
+// job's reason explains why it makes no progress. errJobCancelled comes back unchanged.
 func (h *Handlers) odinFailure(ctx context.Context, jobID string, err error) error {
+	if errors.Is(err, errJobCancelled) {
+		return err
+	}
 	if wait := h.waitFor(ctx, jobID, err); wait != nil {
 		return wait
 	}
