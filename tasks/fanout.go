@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,15 @@ import (
 // only then enqueues one reset:user task per pending user. A cursor in the record lets a
 // retried fan-out resume after the last finished chunk.
 func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
+	err := h.fanOut(ctx, t)
+	if errors.Is(err, errJobCancelled) {
+		zerolog.Ctx(ctx).Info().Msg("job cancelled during fan-out, stopping")
+		return nil
+	}
+	return err
+}
+
+func (h *Handlers) fanOut(ctx context.Context, t *asynq.Task) error {
 	log := zerolog.Ctx(ctx)
 
 	var p BulkResetPayload
@@ -33,6 +43,7 @@ func (h *Handlers) HandleBulkReset(ctx context.Context, t *asynq.Task) error {
 		return permanent(err)
 	}
 	queue, _ := QueueFor(p.Priority)
+	ctx = odin.BeforeSend(ctx, h.fanOutRecheck(p.JobID))
 
 	job, created, err := h.Store.CreateJob(ctx, jobFromPayload(p))
 	if err != nil {
@@ -149,6 +160,10 @@ func (h *Handlers) fanOutChunk(ctx context.Context, p BulkResetPayload, queue st
 	}
 	if len(needValue) > 0 {
 		values, genErr := h.generate(ctx, p.JobID, p.Type, p.ServiceProviderID, p.GroupID, len(needValue))
+		if errors.Is(genErr, errJobCancelled) {
+			// The values were sent nowhere: they need no record.
+			return genErr
+		}
 		if genErr != nil && odin.IsPermanent(genErr) && !odin.IsAuthFailure(genErr) && !finalRejection(ctx) {
 			zerolog.Ctx(ctx).Warn().Err(genErr).Msg("Odin rejected the generator request; retrying before failing the remaining users")
 			return h.odinFailure(ctx, p.JobID, genErr)
@@ -222,6 +237,33 @@ func (h *Handlers) enqueueUsers(ctx context.Context, p BulkResetPayload, queue s
 		})
 	}
 	return g.Wait()
+}
+
+// fanOutRecheckInterval is how often the fan-out's Odin requests read the job's state.
+const fanOutRecheckInterval = time.Second
+
+// fanOutRecheck returns the odin.BeforeSendFunc of a fan-out's Odin requests: at most once
+// per fanOutRecheckInterval, it reads the job's state and stops the request if the job was
+// cancelled. A SIP generator that returns one value per request otherwise keeps calling
+// Odin for the rest of a chunk, a minute or more on a slow Odin, after the cancel.
+func (h *Handlers) fanOutRecheck(jobID string) odin.BeforeSendFunc {
+	var mu sync.Mutex
+	var last time.Time
+	return func(ctx context.Context, _ time.Duration) error {
+		mu.Lock()
+		due := time.Since(last) >= fanOutRecheckInterval
+		if due {
+			last = time.Now()
+		}
+		mu.Unlock()
+		if !due {
+			return nil
+		}
+		if state, err := h.Store.JobState(ctx, jobID); err == nil && state == results.JobCancelled {
+			return errJobCancelled
+		}
+		return nil
+	}
 }
 
 // rejectionAttempts is the fan-out attempt from which a permanent error (a 4xx) of Odin's
