@@ -741,6 +741,7 @@ func encodeJob(j Job) []any {
 		"ttl", ttlSeconds(j.TTL),
 		"created_at", formatTime(j.CreatedAt),
 		"users_loaded", "0",
+		"users_digest", j.UsersDigest,
 	}
 }
 
@@ -759,6 +760,7 @@ func decodeJob(id string, m map[string]string) (Job, error) {
 		Devices:           DeviceMode(m["devices"]),
 		DryRun:            m["dry_run"] == "1",
 		UsersLoaded:       m["users_loaded"] == "1",
+		UsersDigest:       m["users_digest"],
 	}
 	ints := map[string]*int{
 		"total": &j.Total, "applied": &j.Applied, "failed": &j.Failed, "cursor": &j.Cursor,

@@ -143,6 +143,9 @@ type Job struct {
 	SettledAt time.Time
 	// UsersLoaded is true once the user list is stored and Total is final.
 	UsersLoaded bool
+	// UsersDigest identifies the submitted user list, so that a resubmission of the job
+	// ID with other users is refused. It is empty for all-users jobs and older records.
+	UsersDigest string
 }
 
 // Pending returns the number of users without an outcome yet.

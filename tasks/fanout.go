@@ -2,8 +2,11 @@ package tasks
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,8 +52,10 @@ func (h *Handlers) fanOut(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("create record: %w", err)
 	}
-	if !created && !sameJob(job, p) {
-		return permanent(fmt.Errorf("job ID %s is already used by a %s job for %s/%s: choose another job ID", p.JobID, job.Type, job.ServiceProviderID, job.GroupID))
+	if !created {
+		if diff := jobDifference(job, p); diff != "" {
+			return permanent(fmt.Errorf("job ID %s is already used by a %s job for %s/%s, and this task asks for %s: choose another job ID", p.JobID, job.Type, job.ServiceProviderID, job.GroupID, diff))
+		}
 	}
 	if job.State.Finished() {
 		log.Info().Str("state", string(job.State)).Msg("job already finished, nothing to do")
@@ -416,10 +421,32 @@ func jobFromPayload(p BulkResetPayload) results.Job {
 		Devices:           p.Devices,
 		DryRun:            p.DryRun,
 		TTL:               ttlFromSeconds(p.ResultTTLSeconds),
+		UsersDigest:       usersDigest(p),
 	}
 }
 
-func sameJob(j results.Job, p BulkResetPayload) bool {
-	return j.Type == p.Type && j.ServiceProviderID == p.ServiceProviderID && j.GroupID == p.GroupID &&
-		j.AllUsers == p.AllUsers && j.DryRun == p.DryRun && j.Devices == p.Devices
+// usersDigest identifies the user list of a payload whatever its order, or returns ""
+// for a payload without one (all users, or a resumed fan-out).
+func usersDigest(p BulkResetPayload) string {
+	if p.AllUsers || p.Resume {
+		return ""
+	}
+	users := slices.Clone(p.Users)
+	slices.Sort(users)
+	sum := sha256.Sum256([]byte(strings.Join(users, "\n")))
+	return hex.EncodeToString(sum[:16])
+}
+
+// jobDifference describes the part of a payload that differs from the job with its ID,
+// or returns "" for a payload of the same job.
+func jobDifference(j results.Job, p BulkResetPayload) string {
+	switch {
+	case j.Type != p.Type || j.ServiceProviderID != p.ServiceProviderID || j.GroupID != p.GroupID:
+		return fmt.Sprintf("a %s job for %s/%s", p.Type, p.ServiceProviderID, p.GroupID)
+	case j.AllUsers != p.AllUsers || j.DryRun != p.DryRun || j.Devices != p.Devices:
+		return "other options (all users, dry run or device step)"
+	case j.UsersDigest != "" && usersDigest(p) != "" && j.UsersDigest != usersDigest(p):
+		return "another user list"
+	}
+	return ""
 }

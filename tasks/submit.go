@@ -26,11 +26,13 @@ type Submission struct {
 type ConflictError struct {
 	JobID string
 	Job   results.Job
+	// Asked describes the part of the refused submission that differs from Job.
+	Asked string
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("job ID %s is already used by a %s job for %s/%s (state %s): choose another job ID",
-		e.JobID, e.Job.Type, e.Job.ServiceProviderID, e.Job.GroupID, e.Job.State)
+	return fmt.Sprintf("job ID %s is already used by a %s job for %s/%s (state %s), and this submission asks for %s: choose another job ID",
+		e.JobID, e.Job.Type, e.Job.ServiceProviderID, e.Job.GroupID, e.Job.State, e.Asked)
 }
 
 // Submit validates a job, creates its record and enqueues its reset:bulk task; opts are
@@ -53,8 +55,8 @@ func Submit(ctx context.Context, client Enqueuer, store *results.Store, p BulkRe
 		return Submission{}, err
 	}
 	if !created {
-		if !sameJob(job, p) {
-			return Submission{}, &ConflictError{JobID: p.JobID, Job: job}
+		if diff := jobDifference(job, p); diff != "" {
+			return Submission{}, &ConflictError{JobID: p.JobID, Job: job, Asked: diff}
 		}
 		return Submission{Job: job, Duplicates: duplicates, AlreadySubmitted: true}, nil
 	}

@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
+	"github.com/rs/zerolog"
 
 	"github.com/odinreset/odinreset/results"
 )
@@ -452,11 +453,16 @@ func invalidUTF8Offset(data []byte) int {
 // RejectUnknownTypes returns a handler that passes each task to mux, except a task of a
 // type that mux has no handler for. asynq's own "handler not found" error is retried
 // like any other, so such a task would take the whole retry budget (days with the
-// default backoff) to reach the archive. This handler archives it at once instead.
-func RejectUnknownTypes(mux *asynq.ServeMux) asynq.Handler {
+// default backoff) to reach the archive. This handler archives it at once instead, and
+// logs it to logger, because the middleware of mux does not see it.
+func RejectUnknownTypes(mux *asynq.ServeMux, logger zerolog.Logger) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		h, pattern := mux.Handler(t)
 		if pattern == "" {
+			id, _ := asynq.GetTaskID(ctx)
+			queue, _ := asynq.GetQueueName(ctx)
+			logger.Error().Str("task_type", clip(t.Type(), maxLoggedIDBytes)).Str("task_id", clip(id, maxLoggedIDBytes)).Str("queue", queue).
+				Msg("no handler for this task type in this worker; archived without running: delete the task, or run a worker version that handles it")
 			return permanent(fmt.Errorf("no handler for task type %q in this worker: delete the task, or run a worker version that handles it", truncate(t.Type())))
 		}
 		return h.ProcessTask(ctx, t)

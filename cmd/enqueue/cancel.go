@@ -92,13 +92,15 @@ func (a *app) cmdCancel(ctx context.Context, args []string) error {
 	if job, err = store.Job(ctx, jobID); err != nil {
 		return c.wrap(err)
 	}
-	if job.UsersLoaded {
-		fmt.Fprintf(a.stdout, "cancelled job %s: %d applied, %d failed, %d not reset of %d; removed %d queued tasks\n",
-			jobID, job.Applied, job.Failed, job.Pending(), job.Total, removed)
-	} else {
-		fmt.Fprintf(a.stdout, "cancelled job %s before a worker stored its user list: no user was reset; removed %d queued tasks\n",
-			jobID, removed)
+	tasksRemoved := plural(removed, "queued task", "queued tasks")
+	if !job.UsersLoaded {
+		// No user task exists before the user list is stored, so no reset is in flight.
+		fmt.Fprintf(a.stdout, "cancelled job %s before a worker stored its user list: no user was reset; removed %s\n",
+			jobID, tasksRemoved)
+		return nil
 	}
+	fmt.Fprintf(a.stdout, "cancelled job %s: %d applied, %d failed, %d not reset of %d; removed %s\n",
+		jobID, job.Applied, job.Failed, job.Pending(), job.Total, tasksRemoved)
 	fmt.Fprintf(a.stderr, "enqueue: a reset already in flight may still be applied: \"enqueue status %s\" shows the final counts, and \"enqueue results %s\" the values that were set\n",
 		jobID, jobID)
 	return nil

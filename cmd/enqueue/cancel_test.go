@@ -115,8 +115,11 @@ func TestCancelScheduledSubmission(t *testing.T) {
 	if got.code != exitOK {
 		t.Fatalf("cancel: %s", got)
 	}
-	if !strings.Contains(got.stdout, "removed 1 queued tasks") {
+	if !strings.Contains(got.stdout, "removed 1 queued task\n") {
 		t.Errorf("stdout = %q, want the scheduled reset:bulk task removed", got.stdout)
+	}
+	if strings.Contains(got.stderr, "in flight") {
+		t.Errorf("stderr = %q, want no warning about resets in flight: no user task existed", got.stderr)
 	}
 	if !strings.Contains(got.stdout, "before a worker stored its user list: no user was reset") {
 		t.Errorf("stdout = %q, want it to say that no user was reset, not 0 of 0", got.stdout)

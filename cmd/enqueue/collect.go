@@ -111,7 +111,11 @@ func (a *app) cmdResults(ctx context.Context, args []string) error {
 		return c.wrap(fmt.Errorf("read the results of job %s: %w", jobID, err))
 	}
 
-	if !job.State.Finished() {
+	switch {
+	case !job.State.Finished() && !job.UsersLoaded:
+		fmt.Fprintf(a.stderr, "enqueue: job %s is %s: no worker has stored its user list yet, so there are no rows; run this again when it has finished\n",
+			jobID, job.State)
+	case !job.State.Finished():
 		fmt.Fprintf(a.stderr, "enqueue: job %s is %s: %s not reset yet and their rows say so; run this again when it has finished\n",
 			jobID, job.State, plural(job.Pending(), "user is", "users are"))
 	}

@@ -267,3 +267,22 @@ func TestStatusRetryingUsers(t *testing.T) {
 		t.Errorf("status without retries has a retry line:\n%s", out.String())
 	}
 }
+
+func TestStatusShowsScheduledStart(t *testing.T) {
+	t.Parallel()
+	rd := testredis.New(t)
+	now := time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)
+	submit := runCLI(t, invocation{now: now}, "--redis-url", rd.URL, "--service-provider", "sp1", "--group", "grp1",
+		"--type", "web", "--user", "u@x", "--job-id", "tonight", "--in", "3h")
+	if submit.code != exitOK {
+		t.Fatalf("submit: %s", submit)
+	}
+
+	got := runCLI(t, invocation{now: now.Add(time.Hour)}, "status", "tonight", "--redis-url", rd.URL)
+	if got.code != exitOK {
+		t.Fatalf("status: %s", got)
+	}
+	if want := "scheduled   to start at 2026-12-04T23:00:00Z (in 2h)\n"; !strings.Contains(got.stdout, want) {
+		t.Errorf("status:\n%s\nwant the line %q", got.stdout, want)
+	}
+}

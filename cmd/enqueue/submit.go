@@ -110,6 +110,10 @@ func (a *app) submit(ctx context.Context, o *submitOptions, set map[string]bool)
 	if err != nil {
 		return c.wrap(err)
 	}
+	if !sub.startAt.IsZero() && !result.AlreadySubmitted {
+		// For status: asynq keeps the start time only while the task waits.
+		_ = a.metaStore(c).SetAudit(ctx, sub.payload.JobID, map[string]string{"scheduled_for": sub.startAt.UTC().Format(time.RFC3339)})
+	}
 	a.reportSubmission(sub, result, o.wait)
 	if !o.wait {
 		fmt.Fprintln(a.stdout, sub.payload.JobID)
@@ -133,7 +137,7 @@ func (o *submitOptions) flags(stdout io.Writer) *flagSet {
 	fs.StringVar(&o.redisURL, "redis-url", "", redisURLHelp)
 	fs.StringVar(&o.serviceProvider, "service-provider", "", "service provider `ID` of the group (required)")
 	fs.StringVar(&o.group, "group", "", "group `ID` (required)")
-	fs.StringVar(&o.credType, "type", "", "credential to reset: sip, voicemail (or vm) or web (required)")
+	fs.StringVar(&o.credType, "type", "", "credential to reset: sip, voicemail (or vm) or web, in any case (required)")
 	fs.Var(&o.users, "user", "user `ID` to reset; repeat for more users")
 	fs.StringVar(&o.usersFile, "users-file", "", "`file` with one user ID per line (- reads standard input); blank lines and # comments are skipped")
 	fs.BoolVar(&o.allUsers, "all-users", false, "reset every user that Odin lists in the group when the job starts")

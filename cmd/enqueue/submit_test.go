@@ -156,7 +156,25 @@ func TestSubmitAgainIsNoOp(t *testing.T) {
 	if other.code != exitUsage {
 		t.Fatalf("conflicting submit: %s", other)
 	}
-	requireStderr(t, other, "job ID same is already used", "choose another job ID")
+	requireStderr(t, other, "job ID same is already used", "asks for a web job for sp1/grp2", "choose another job ID")
+
+	otherUsers := runCLI(t, invocation{}, "--redis-url", rd.URL, "--service-provider", "sp1", "--group", "grp1",
+		"--type", "web", "--user", "u@x", "--user", "v@x", "--job-id", "same")
+	if otherUsers.code != exitUsage {
+		t.Fatalf("submit with another user list: %s", otherUsers)
+	}
+	requireStderr(t, otherUsers, "job ID same is already used", "asks for another user list")
+
+	// The same users in another order ask for the same job.
+	twoUsers := []string{"--redis-url", rd.URL, "--service-provider", "sp1", "--group", "grp1", "--type", "web", "--job-id", "pair"}
+	if got := runCLI(t, invocation{}, append(twoUsers, "--user", "u@x", "--user", "v@x")...); got.code != exitOK {
+		t.Fatalf("submit pair: %s", got)
+	}
+	reordered := runCLI(t, invocation{}, append(twoUsers, "--user", "v@x", "--user", "u@x")...)
+	if reordered.code != exitOK {
+		t.Fatalf("submit pair reordered: %s", reordered)
+	}
+	requireStderr(t, reordered, "nothing new was enqueued")
 }
 
 // closedPort returns a loopback address on which nothing listens.
@@ -214,7 +232,9 @@ func TestSubmitRejectsBadInput(t *testing.T) {
 		{name: "missing type", args: without("--type", "--user", "u@x"), want: []string{"missing --type", "sip, voicemail (or vm), web"}},
 		{name: "empty user", args: with("--user", ""), want: []string{"empty user ID", "remove the blank entry"}},
 		{name: "whitespace user", args: with("--user", "   "), want: []string{"empty user ID", "remove the blank entry"}},
-		{name: "control character in user", args: with("--user", "a\tb@x"), want: []string{`"a\tb@x"`, "control character"}},
+		{name: "control character in user", args: with("--user", "a\x01b@x"), want: []string{`"a\x01b@x"`, "control character"}},
+		{name: "space in user", args: with("--user", "user 1@example.com"), want: []string{`--user "user 1@example.com" contains a space or tab`, "one user ID per --user"}},
+		{name: "column header", args: with("--users-file", "-"), stdin: "userId\nuser1@example.com\n", want: []string{`standard input line 1: "userId" looks like a column header`, "starting it with #"}},
 		{name: "only comments", args: with("--users-file", commentsOnly), want: []string{commentsOnly, "contains no user IDs", "add user IDs, one per line"}},
 		{name: "only comments on stdin", args: with("--users-file", "-"), stdin: "# x\n", want: []string{"standard input contains no user IDs"}},
 		{name: "10 MB line", args: with("--users-file", hugeLine), want: []string{hugeLine + " line 2", "longer than 4096 bytes", "one user ID per line"}},

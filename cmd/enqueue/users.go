@@ -64,6 +64,9 @@ func parseUsers(r io.Reader, source string) ([]string, error) {
 		}
 
 		user, problem := parseUserLine(line)
+		if problem == "" && len(users) == 0 && isColumnHeader(user) {
+			problem = fmt.Sprintf("%q looks like a column header, not a user ID: delete the line, or turn it into a comment by starting it with #", user)
+		}
 		if problem != "" {
 			return nil, &userListError{source, lineNo, problem}
 		}
@@ -131,6 +134,16 @@ func parseUserLine(line []byte) (user, problem string) {
 		return "", problem
 	}
 	return s, ""
+}
+
+// isColumnHeader reports whether the first user ID of a list is the name of a column, as
+// the first line of a spreadsheet export is. A BroadWorks user ID names its domain.
+func isColumnHeader(s string) bool {
+	switch strings.ToLower(s) {
+	case "user", "users", "userid", "user_id", "user-id", "id", "username", "user_name", "email", "login":
+		return true
+	}
+	return false
 }
 
 // shorten keeps a quoted value in a message short.

@@ -136,7 +136,10 @@ func (a *app) collectUsers(o *submitOptions) ([]string, []string) {
 	// or quotes is refused here rather than by Odin as an unknown user.
 	var problems []string
 	for _, u := range o.users {
-		if problem := hiddenCharacterProblem(strings.TrimSpace(u)); problem != "" {
+		u = strings.TrimSpace(u)
+		if strings.ContainsFunc(u, unicode.IsSpace) {
+			problems = append(problems, fmt.Sprintf("--user %q contains a space or tab: give one user ID per --user", shorten(u)))
+		} else if problem := hiddenCharacterProblem(u); problem != "" {
 			problems = append(problems, "--user "+problem)
 		}
 	}

@@ -255,6 +255,9 @@ func printStatus(w io.Writer, job results.Job, audit map[string]string, retrying
 	if by, ok := audit["submitted_by"]; ok {
 		line("submitted", "%s by %s from %s", audit["submitted_at"], by, audit["submitted_from"])
 	}
+	if at, err := time.Parse(time.RFC3339, audit["scheduled_for"]); err == nil && job.StartedAt.IsZero() && !job.State.Finished() {
+		line("scheduled", "to start at %s (%s)", at.UTC().Format(time.RFC3339), formatUntil(at, now))
+	}
 	if by, ok := audit["cancelled_by"]; ok {
 		line("cancelled", "%s by %s", audit["cancelled_at"], by)
 	}

@@ -161,7 +161,7 @@ func (w *Worker) Start() error {
 		mux.HandleFunc(tasks.TypeSweep, w.sweeper.HandleSweep)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	handler := newWarmHandler(ctx, tasks.RejectUnknownTypes(mux), len(w.servers)*w.cfg.Concurrency)
+	handler := newWarmHandler(ctx, tasks.RejectUnknownTypes(mux, w.cfg.Logger), len(w.servers)*w.cfg.Concurrency)
 	for i, server := range w.servers {
 		if err := server.Start(handler); err != nil {
 			for _, started := range w.servers[:i] {
