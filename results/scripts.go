@@ -106,11 +106,11 @@ return {1, completed}
 // When the job is running for real and the user has a record, it also lists the user in
 // the sending hash, because from now on the value may reach Odin. A sending hash it
 // creates gets the TTL of the job hash. It returns {state or false, reason, dry_run,
-// record or false, type, sp, group, cursor, total}.
+// record or false, type, sp, group, cursor, total, users_loaded}.
 //
 // KEYS: keys.all. ARGV[1] user ID.
 var scriptBeginAttempt = redis.NewScript(`
-local m = redis.call('HMGET', KEYS[1], 'state', 'reason', 'dry_run', 'type', 'sp', 'group', 'cursor', 'total')
+local m = redis.call('HMGET', KEYS[1], 'state', 'reason', 'dry_run', 'type', 'sp', 'group', 'cursor', 'total', 'users_loaded')
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if m[1] == 'running' and m[3] ~= '1' and raw then
   if redis.call('HSETNX', KEYS[5], ARGV[1], '1') == 1 and redis.call('HLEN', KEYS[5]) == 1 then
@@ -120,7 +120,7 @@ if m[1] == 'running' and m[3] ~= '1' and raw then
     end
   end
 end
-return {m[1] or false, m[2] or '', m[3] or '', raw, m[4] or '', m[5] or '', m[6] or '', m[7] or '', m[8] or ''}
+return {m[1] or false, m[2] or '', m[3] or '', raw, m[4] or '', m[5] or '', m[6] or '', m[7] or '', m[8] or '', m[9] or ''}
 `)
 
 // scriptClearReason empties the job's reason if it starts with ARGV[1], and returns 1
@@ -215,4 +215,31 @@ if redis.call('HGET', KEYS[1], 'sweep_progress') ~= ARGV[1] then
   return ARGV[2]
 end
 return redis.call('HGET', KEYS[1], 'sweep_changed_at')
+`)
+
+// scriptClaimField sets a field of an existing job hash unless it holds another value,
+// and returns the value it holds afterwards, or an empty string when the job hash does
+// not exist.
+//
+// KEYS[1] meta. ARGV[1] field, ARGV[2] value.
+var scriptClaimField = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return ''
+end
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur and cur ~= '' then
+  return cur
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return ARGV[2]
+`)
+
+// scriptReleaseField deletes a field of a job hash if it holds the given value.
+//
+// KEYS[1] meta. ARGV[1] field, ARGV[2] value.
+var scriptReleaseField = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
 `)

@@ -198,11 +198,13 @@ type JobStatus struct {
 	GroupID           string
 	// Cursor is the number of users the fan-out has passed, of Total.
 	Cursor, Total int
+	// UsersLoaded is true once the fan-out stored the job's user list.
+	UsersLoaded bool
 }
 
 // jobStatusFields are the fields of the job hash that make a JobStatus, in the order of
 // newJobStatus's arguments.
-var jobStatusFields = []string{"state", "reason", "dry_run", "type", "sp", "group", "cursor", "total"}
+var jobStatusFields = []string{"state", "reason", "dry_run", "type", "sp", "group", "cursor", "total", "users_loaded"}
 
 // newJobStatus builds a JobStatus from the values of jobStatusFields.
 func newJobStatus(vals ...any) JobStatus {
@@ -211,7 +213,7 @@ func newJobStatus(vals ...any) JobStatus {
 	return JobStatus{
 		State: JobState(str(vals[0])), Reason: str(vals[1]), DryRun: str(vals[2]) == "1",
 		Type: CredentialType(str(vals[3])), ServiceProviderID: str(vals[4]), GroupID: str(vals[5]),
-		Cursor: num(vals[6]), Total: num(vals[7]),
+		Cursor: num(vals[6]), Total: num(vals[7]), UsersLoaded: str(vals[8]) == "1",
 	}
 }
 
@@ -259,10 +261,10 @@ func (s *Store) BeginAttempt(ctx context.Context, jobID, userID string) (UserRec
 	if err != nil {
 		return UserRecord{}, JobStatus{}, fmt.Errorf("read user %q of job %s: %w", userID, jobID, err)
 	}
-	if len(vals) != 9 {
+	if len(vals) != 10 {
 		return UserRecord{}, JobStatus{}, fmt.Errorf("read user %q of job %s: unexpected reply %v", userID, jobID, vals)
 	}
-	status := newJobStatus(vals[0], vals[1], vals[2], vals[4], vals[5], vals[6], vals[7], vals[8])
+	status := newJobStatus(vals[0], vals[1], vals[2], vals[4], vals[5], vals[6], vals[7], vals[8], vals[9])
 	if status.State == "" {
 		return UserRecord{}, JobStatus{}, fmt.Errorf("job %s: %w", jobID, ErrNotFound)
 	}
@@ -565,6 +567,28 @@ func (s *Store) SetAudit(ctx context.Context, jobID string, fields map[string]st
 	}
 	if state == "" {
 		return fmt.Errorf("job %s: %w", jobID, ErrNotFound)
+	}
+	return nil
+}
+
+// ClaimAudit sets the audit field to value unless the field holds another value, and
+// returns the value the field holds afterwards: value when the claim succeeded. Of
+// several callers claiming at once, one wins. It returns ErrNotFound for a missing job.
+func (s *Store) ClaimAudit(ctx context.Context, jobID, field, value string) (holder string, err error) {
+	holder, err = scriptClaimField.Run(ctx, s.rdb, []string{s.jobKeys(jobID).meta}, "audit_"+field, value).Text()
+	if err != nil {
+		return "", fmt.Errorf("store audit of job %s: %w", jobID, err)
+	}
+	if holder == "" {
+		return "", fmt.Errorf("job %s: %w", jobID, ErrNotFound)
+	}
+	return holder, nil
+}
+
+// ReleaseAudit removes the audit field if it still holds value, undoing a ClaimAudit.
+func (s *Store) ReleaseAudit(ctx context.Context, jobID, field, value string) error {
+	if err := scriptReleaseField.Run(ctx, s.rdb, []string{s.jobKeys(jobID).meta}, "audit_"+field, value).Err(); err != nil {
+		return fmt.Errorf("store audit of job %s: %w", jobID, err)
 	}
 	return nil
 }

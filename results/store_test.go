@@ -474,7 +474,7 @@ func TestUserWithJobStatus(t *testing.T) {
 		t.Fatalf("UserWithJobStatus: %v", err)
 	}
 	wantStatus := results.JobStatus{
-		State: results.JobRunning, Reason: reason, Type: results.SIP, ServiceProviderID: "sp1", GroupID: "g1", Total: 1,
+		State: results.JobRunning, Reason: reason, Type: results.SIP, ServiceProviderID: "sp1", GroupID: "g1", Total: 1, UsersLoaded: true,
 	}
 	if diff := cmp.Diff(wantStatus, status); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)
@@ -1329,5 +1329,32 @@ func TestNoteProgress(t *testing.T) {
 		if strings.Contains(key, "{missing}") {
 			t.Errorf("NoteProgress on a missing job created key %s", key)
 		}
+	}
+}
+
+func TestClaimAudit(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	startJob(t, s, "job-1", results.Web, []string{"u1"})
+
+	for _, tc := range []struct{ value, want string }{{"a", "a"}, {"b", "a"}, {"a", "a"}} {
+		if got, err := s.ClaimAudit(t.Context(), "job-1", "retried_by", tc.value); err != nil || got != tc.want {
+			t.Errorf("ClaimAudit(%q) = %q, %v; want %q", tc.value, got, err, tc.want)
+		}
+	}
+	if err := s.ReleaseAudit(t.Context(), "job-1", "retried_by", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.ClaimAudit(t.Context(), "job-1", "retried_by", "b"); got != "a" {
+		t.Errorf("after a release by a non-holder the field holds %q, want a", got)
+	}
+	if err := s.ReleaseAudit(t.Context(), "job-1", "retried_by", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.ClaimAudit(t.Context(), "job-1", "retried_by", "b"); got != "b" {
+		t.Errorf("after the holder's release the claim got %q, want b", got)
+	}
+	if _, err := s.ClaimAudit(t.Context(), "missing", "retried_by", "a"); !errors.Is(err, results.ErrNotFound) {
+		t.Errorf("ClaimAudit on a missing job: %v, want ErrNotFound", err)
 	}
 }

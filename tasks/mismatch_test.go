@@ -3,6 +3,8 @@ package tasks_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,13 +80,14 @@ func TestUserTaskMustMatchItsJob(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h, sim, store := strayTaskSetup(t, true)
+			// The task ends without an error, so asynq frees its TaskID, which may be the
+			// one of the user's own task.
 			task := userTask(t, tt.p)
-			err := h.HandleUserReset(context.Background(), task)
-			if !errors.Is(err, asynq.SkipRetry) {
-				t.Fatalf("HandleUserReset = %v, want an error that skips retries", err)
+			if err := h.HandleUserReset(context.Background(), task); err != nil {
+				t.Fatalf("HandleUserReset = %v, want nil", err)
 			}
-			// asynq then archives the task, and its error handler must not fail the user.
-			h.HandleError(context.Background(), task, err)
+			// Had it failed for another reason, the error handler must not fail the user.
+			h.HandleError(context.Background(), task, fmt.Errorf("Odin timed out: %w", asynq.SkipRetry))
 			if got := sim.Stats().Total; got != 0 {
 				t.Errorf("%d Odin requests, want none", got)
 			}
@@ -106,6 +109,34 @@ func TestUserTaskMustMatchItsJob(t *testing.T) {
 	}
 	if value, _, _ := sim.Credential(user, odintest.KindSIP); value != "Sip-Value-1a" {
 		t.Errorf("Odin's SIP password %q, want the record's value", value)
+	}
+}
+
+func TestUserTaskOutsideTheJob(t *testing.T) {
+	t.Parallel()
+	h, sim, _ := strayTaskSetup(t, true)
+	p := tasks.UserResetPayload{JobID: "job-1", UserID: "stranger@example.com", Type: results.SIP, ServiceProviderID: "sp1", GroupID: "grp1"}
+	err := h.HandleUserReset(context.Background(), userTask(t, p))
+	if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), `user "stranger@example.com" is not a user of job job-1`) {
+		t.Errorf("HandleUserReset = %v, want an error that skips retries and says the user is not in the job", err)
+	}
+	if got := sim.Stats().Total; got != 0 {
+		t.Errorf("%d Odin requests, want none", got)
+	}
+}
+
+func TestUserTaskBeforeUsersStored(t *testing.T) {
+	t.Parallel()
+	h, sim, store := strayTaskSetup(t, true)
+	if _, _, err := store.CreateJob(context.Background(), results.Job{ID: "job-2", Type: results.SIP, ServiceProviderID: "sp1", GroupID: "grp1", Priority: "default"}); err != nil {
+		t.Fatal(err)
+	}
+	p := tasks.UserResetPayload{JobID: "job-2", UserID: odintest.SeededUserID(1), Type: results.SIP, ServiceProviderID: "sp1", GroupID: "grp1"}
+	if err := h.HandleUserReset(context.Background(), userTask(t, p)); err != nil {
+		t.Errorf("HandleUserReset = %v, want nil: the fan-out enqueues the user's task", err)
+	}
+	if got := sim.Stats().Total; got != 0 {
+		t.Errorf("%d Odin requests, want none", got)
 	}
 }
 

@@ -33,8 +33,16 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	// From here the record shows that the user's value may reach Odin (MaybeSent), so
 	// the export of a cancelled job can tell such users from those never tried.
 	rec, status, err := h.Store.BeginAttempt(ctx, p.JobID, p.UserID)
-	if errors.Is(err, results.ErrNotFound) {
-		return permanent(fmt.Errorf("no record of user %q in job %s: the record expired or was deleted, so nothing was sent to Odin; submit the user in a new job if it still needs a reset", p.UserID, p.JobID))
+	switch {
+	case errors.Is(err, results.ErrNotFound) && status.State == "":
+		return permanent(fmt.Errorf("no record of job %s: it expired or was deleted, so nothing was sent to Odin; submit the user in a new job if it still needs a reset", p.JobID))
+	case errors.Is(err, results.ErrNotFound) && !status.UsersLoaded:
+		// A task made outside the fan-out, before the fan-out stored the job's users.
+		// Ending it frees its TaskID for the user's own task.
+		log.Warn().Msg("task ran before the fan-out stored the job's users; dropped, the fan-out enqueues the user's task")
+		return nil
+	case errors.Is(err, results.ErrNotFound):
+		return permanent(fmt.Errorf("user %q is not a user of job %s: task dropped without calling Odin", p.UserID, p.JobID))
 	}
 	if wait := h.keyMismatch(ctx, p.JobID, err); wait != nil {
 		return wait
@@ -45,9 +53,11 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	if problem := p.mismatch(status); problem != "" {
 		// Only a task made outside the fan-out and the sweeper can get here. Setting the
 		// record's value as another credential would list it as the user's new credential
-		// of the job's type, which Odin does not hold.
-		log.Error().Str("task_type", string(p.Type)).Str("job_type", string(status.Type)).Msg("task does not match its job; dropped without calling Odin")
-		return permanent(fmt.Errorf("task for user %q of job %s dropped without calling Odin: %s; the job's own task resets the user", p.UserID, p.JobID, problem))
+		// of the job's type, which Odin does not hold. The task ends without an error, so
+		// asynq frees its TaskID, which may be the one of the user's own task.
+		log.Error().Str("task_type", string(p.Type)).Str("job_type", string(status.Type)).Str("problem", problem).
+			Msg("task does not match its job; dropped without calling Odin, the job's own task resets the user")
+		return nil
 	}
 	if rec.State != results.UserPending && rec.MaybeSent {
 		// A settled user: nothing is sent for it. Drop the mark BeginAttempt left.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -33,14 +34,24 @@ func (a *app) cmdRetry(ctx context.Context, args []string) error {
 		return err
 	}
 
-	old, failed, notReset, err := a.usersToRetry(ctx, o.redisURL, oldID)
+	old, audit, failed, notReset, err := a.usersToRetry(ctx, o.redisURL, oldID)
 	if err != nil {
 		return err
 	}
 	o.users = append(failed, notReset...)
 	if len(o.users) == 0 {
 		fmt.Fprintf(a.stderr, "enqueue: every user of job %s was applied: nothing to retry\n", oldID)
+		if old.Devices != results.DevicesNone && old.DeviceDone < old.DeviceTotal {
+			fmt.Fprintf(a.stderr, "enqueue: warning: the device step of job %s finished for %d of %d phones, and retry resets passwords only: rebuild the other phones on Odin, or submit their users again with --%s-devices\n",
+				oldID, old.DeviceDone, old.DeviceTotal, old.Devices)
+		}
 		return nil
+	}
+	if o.jobID == "" {
+		o.jobID = newJobID(a.now())
+	}
+	if by := audit[retriedByField]; by != "" && by != o.jobID {
+		return usageErrorf("job %s was retried before by job %s, whose results hold the newest values of these users: retry that job instead (enqueue retry %s), after it has finished", oldID, by, by)
 	}
 
 	o.serviceProvider, o.group, o.credType = old.ServiceProviderID, old.GroupID, string(old.Type)
@@ -50,27 +61,74 @@ func (a *app) cmdRetry(ctx context.Context, args []string) error {
 	if o.priority == "" {
 		o.priority = old.Priority
 	}
+	sub, err := a.validateSubmission(&o, setFlags(fs))
+	if err != nil {
+		return err
+	}
+	if err := a.claimRetry(ctx, o.redisURL, oldID, o.jobID); err != nil {
+		return err
+	}
 	fmt.Fprintf(a.stderr, "enqueue: retrying %s of job %s: %d failed, %d not reset\n",
 		plural(len(o.users), "user", "users"), oldID, len(failed), len(notReset))
-	return a.submit(ctx, &o, setFlags(fs))
+	err = a.submitValidated(ctx, &o, sub)
+	if err != nil {
+		a.releaseRetry(ctx, o.redisURL, oldID, o.jobID)
+	}
+	return err
+}
+
+// retriedByField is the audit field of a job that names the job that retried it. A
+// second retry of the same job would reset the same users again, and the first retry's
+// results would then list values that Odin no longer holds.
+const retriedByField = "retried_by"
+
+// claimRetry records newID as the retry of job oldID, or refuses when another job
+// claimed it first.
+func (a *app) claimRetry(ctx context.Context, redisURL, oldID, newID string) error {
+	c, err := a.connect(ctx, redisURL)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	holder, err := a.metaStore(c).ClaimAudit(ctx, oldID, retriedByField, newID)
+	if err != nil {
+		return c.wrap(err)
+	}
+	if holder != newID {
+		return usageErrorf("job %s was retried meanwhile by job %s: retry that job instead, after it has finished", oldID, holder)
+	}
+	return nil
+}
+
+// releaseRetry undoes claimRetry when the new job was not created.
+func (a *app) releaseRetry(ctx context.Context, redisURL, oldID, newID string) {
+	c, err := a.connect(ctx, redisURL)
+	if err != nil {
+		return
+	}
+	defer c.close()
+	store := a.metaStore(c)
+	if _, err := store.Job(ctx, newID); errors.Is(err, results.ErrNotFound) {
+		_ = store.ReleaseAudit(ctx, oldID, retriedByField, newID)
+	}
 }
 
 // usersToRetry reads a finished job and the IDs of its users that failed and, in a
 // cancelled job, of those left pending, in submission order. It needs no results key.
-func (a *app) usersToRetry(ctx context.Context, redisURL, jobID string) (job results.Job, failed, notReset []string, err error) {
+func (a *app) usersToRetry(ctx context.Context, redisURL, jobID string) (job results.Job, audit map[string]string, failed, notReset []string, err error) {
 	c, err := a.connect(ctx, redisURL)
 	if err != nil {
-		return job, nil, nil, err
+		return job, nil, nil, nil, err
 	}
 	defer c.close()
 	store := a.metaStore(c)
 
-	job, _, err = a.readJob(ctx, c, store, jobID)
+	job, audit, err = a.readJob(ctx, c, store, jobID)
 	if err != nil {
-		return job, nil, nil, err
+		return job, nil, nil, nil, err
 	}
 	if err := checkRetryable(c, job); err != nil {
-		return job, nil, nil, err
+		return job, nil, nil, nil, err
 	}
 
 	err = store.ForEachUser(ctx, jobID, func(rec results.UserRecord) error {
@@ -83,9 +141,9 @@ func (a *app) usersToRetry(ctx context.Context, redisURL, jobID string) (job res
 		return nil
 	})
 	if err != nil {
-		return job, nil, nil, c.wrap(err)
+		return job, nil, nil, nil, c.wrap(err)
 	}
-	return job, failed, notReset, nil
+	return job, audit, failed, notReset, nil
 }
 
 // checkRetryable returns why the users of job cannot be submitted again yet, or nil.
@@ -101,9 +159,16 @@ func checkRetryable(c *redisConn, job results.Job) error {
 
 	// A reset still in flight could set its old value after the new job set a new one,
 	// and Odin would then hold a value that no job's results show.
-	busy, err := tasksInFlight(c.inspector, job)
+	// Its completion (the callback) and device steps set no password.
+	all, err := tasksInFlight(c.inspector, job)
 	if err != nil {
 		return c.wrap(fmt.Errorf("check for tasks of job %s still on the workers: %w", job.ID, err))
+	}
+	var busy []string
+	for _, task := range all {
+		if strings.HasPrefix(task, job.ID+"/") || strings.HasPrefix(task, job.ID+" (") {
+			busy = append(busy, task)
+		}
 	}
 	if len(busy) > 0 {
 		return usageErrorf("job %s is %s, but %s still on the workers (%s): a reset in flight may set its value after the retry sets a new one; run this again once they are gone (\"enqueue status %s\" shows the final counts)",

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -158,4 +159,37 @@ func TestRetryWithNothingToRetry(t *testing.T) {
 		t.Errorf("retry: %s; want exit 0 and nothing on standard output", got)
 	}
 	requireStderr(t, got, "every user of job all-applied was applied: nothing to retry")
+}
+
+func TestRetryOnce(t *testing.T) {
+	t.Parallel()
+	rd := testredis.New(t)
+	seedJob(t, rd, results.Plaintext{}, "old-job", true)
+
+	// An invalid option stops the retry before it is recorded.
+	bad := runCLI(t, invocation{}, "retry", "old-job", "--format", "xml", "--wait", "--redis-url", rd.URL)
+	if bad.code != exitUsage || strings.Contains(bad.stderr, "retrying") {
+		t.Errorf("retry with a bad option: %s; want exit 2 before any retrying line", bad)
+	}
+
+	first := runCLI(t, invocation{}, "retry", "old-job", "--job-id", "retry-1", "--redis-url", rd.URL)
+	if first.code != exitOK {
+		t.Fatalf("first retry: %s", first)
+	}
+	again := runCLI(t, invocation{}, "retry", "old-job", "--job-id", "retry-1", "--redis-url", rd.URL)
+	if again.code != exitOK {
+		t.Errorf("the same retry again: %s; want a no-op", again)
+	}
+	requireStderr(t, again, "nothing new was enqueued")
+
+	second := runCLI(t, invocation{}, "retry", "old-job", "--redis-url", rd.URL)
+	if second.code != exitUsage {
+		t.Errorf("second retry: %s; want exit 2", second)
+	}
+	requireStderr(t, second, "job old-job was retried before by job retry-1", "enqueue retry retry-1")
+
+	status := runCLI(t, invocation{}, "status", "old-job", "--redis-url", rd.URL)
+	if !strings.Contains(status.stdout, "retried     by job retry-1") {
+		t.Errorf("status of the old job:\n%s\nwant a line naming its retry", status.stdout)
+	}
 }

@@ -73,6 +73,13 @@ func (a *app) submit(ctx context.Context, o *submitOptions, set map[string]bool)
 	if err != nil {
 		return err
 	}
+	return a.submitValidated(ctx, o, sub)
+}
+
+// submitValidated enqueues the validated request sub of o, and with --wait follows the
+// job and prints its results.
+func (a *app) submitValidated(ctx context.Context, o *submitOptions, sub submission) error {
+	var err error
 	if len(sub.duplicates) > 0 {
 		action := "reset"
 		if o.dryRun {

@@ -120,8 +120,8 @@ unless --priority is given. Every user gets a new value, including a user whose 
 row in JOB says its value may be set: the new job's results then hold the value Odin
 keeps. Users that failed for a lasting reason, such as a service not assigned, fail
 again with the same reason. JOB must have no task left on a worker, so a reset still
-in flight cannot set its value after the new one. Without --wait it prints the new job's
-ID.
+in flight cannot set its value after the new one. A job is retried once; to go on,
+retry the retry. Without --wait it prints the new job's ID.
 `
 
 const retryExamples = `

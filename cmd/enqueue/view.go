@@ -261,6 +261,9 @@ func printStatus(w io.Writer, job results.Job, audit map[string]string, retrying
 	if by, ok := audit["cancelled_by"]; ok {
 		line("cancelled", "%s by %s", audit["cancelled_at"], by)
 	}
+	if by, ok := audit["retried_by"]; ok {
+		line("retried", "by job %s, whose results hold the newest values of this job's failed and not reset users", by)
+	}
 	line("created", "%s", orDash(formatTime(job.CreatedAt)))
 	line("started", "%s", orDash(formatTime(job.StartedAt)))
 	line("completed", "%s", orDash(formatTime(job.CompletedAt)))
