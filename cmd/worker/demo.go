@@ -60,7 +60,8 @@ func runDemo(ctx context.Context, cfg Config, _ secrets.Getenv, stdout, stderr i
 	if err != nil {
 		return err
 	}
-	client, err := odin.NewClient(sim.URL, simUser, simPassword, odin.WithLimiter(limiter), odin.WithTimeout(5*time.Second))
+	client, err := odin.NewClient(sim.URL, simUser, simPassword, odin.WithLimiter(limiter), odin.WithTimeout(5*time.Second),
+		odin.WithObserver(worker.LoginObserver(limiter, log, nil)))
 	if err != nil {
 		return err
 	}

@@ -114,7 +114,8 @@ func serve(ctx context.Context, cfg Config, log zerolog.Logger, redisOpt asynq.R
 		}
 	}()
 	client, err := odin.NewClient(cfg.OdinBaseURL, cfg.OdinUsername, cfg.odinPassword,
-		odin.WithLimiter(fleet), odin.WithTimeout(cfg.OdinTimeout), odin.WithObserver(m.ObserveOdin))
+		odin.WithLimiter(fleet), odin.WithTimeout(cfg.OdinTimeout),
+		odin.WithObserver(worker.LoginObserver(limiter, log, m.ObserveOdin)))
 	if err != nil {
 		return &usageError{fmt.Errorf("Odin client: %w", err)}
 	}

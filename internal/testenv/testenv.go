@@ -118,15 +118,16 @@ func Start(t testing.TB, opts Options) *Env {
 func (e *Env) AddWorker() *worker.Worker {
 	e.T.Helper()
 	user, pass := e.Sim.Login()
-	client, err := odin.NewClient(e.Sim.URL, user, pass, odin.WithLimiter(e.Limiter), odin.WithTimeout(e.opts.OdinTimeout))
-	if err != nil {
-		e.T.Fatalf("odin client: %v", err)
-	}
 	logger := zerolog.Nop()
 	if e.opts.LogWriter != nil {
 		logger = zerolog.New(lineWriter(e.opts.LogWriter)).Level(zerolog.DebugLevel).With().Timestamp().Logger()
 	} else if os.Getenv("ODINRESET_TEST_LOG") != "" {
 		logger = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).With().Timestamp().Logger()
+	}
+	client, err := odin.NewClient(e.Sim.URL, user, pass, odin.WithLimiter(e.Limiter), odin.WithTimeout(e.opts.OdinTimeout),
+		odin.WithObserver(worker.LoginObserver(e.Limiter, logger, nil)))
+	if err != nil {
+		e.T.Fatalf("odin client: %v", err)
 	}
 	w, err := worker.New(worker.Config{
 		RedisConnOpt: e.Redis.Opt, Redis: e.Redis.Client, Store: e.Store, Odin: client, Limiter: e.Limiter,

@@ -240,3 +240,29 @@ func (a asynqLogger) Info(args ...any)  { a.l.Info().Msg(fmt.Sprint(args...)) }
 func (a asynqLogger) Warn(args ...any)  { a.l.Warn().Msg(fmt.Sprint(args...)) }
 func (a asynqLogger) Error(args ...any) { a.l.Error().Msg(fmt.Sprint(args...)) }
 func (a asynqLogger) Fatal(args ...any) { a.l.Fatal().Msg(fmt.Sprint(args...)) }
+
+// LoginObserver returns an observer for odin.WithObserver that passes every exchange to
+// next (nil for none). After each login Odin accepts, it starts the fleet's series of
+// login pauses over, so the next failed login pauses the fleet for LoginCooldown again
+// rather than for the doubled length the last outage reached.
+func LoginObserver(limiter *ratelimit.Limiter, logger zerolog.Logger, next func(odin.Call)) func(odin.Call) {
+	return func(c odin.Call) {
+		if next != nil {
+			next(c)
+		}
+		if limiter == nil || c.Endpoint != loginEndpoint || c.Status < 200 || c.Status > 299 {
+			return
+		}
+		// The observer runs on the login's goroutine, which must not wait for Redis.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := limiter.ForgetEscalation(ctx); err != nil {
+				logger.Warn().Err(err).Msg("could not reset the count of login pauses in a row after a login worked")
+			}
+		}()
+	}
+}
+
+// loginEndpoint is the odin.Call endpoint of a login.
+const loginEndpoint = "POST /auth/token"
