@@ -115,6 +115,10 @@ func (c *Client) GenerateSIPPasswords(ctx context.Context, serviceProviderID, gr
 	return values, failure
 }
 
+// SIPGeneratorIgnoresLimit reports whether GenerateSIPPasswords found that Odin's SIP
+// generator returns one value per request, so that a caller can ask for fewer at once.
+func (c *Client) SIPGeneratorIgnoresLimit() bool { return c.sipLimitUnsupported.Load() }
+
 // sipGenerateParallelism is how many requests GenerateSIPPasswords has in flight when
 // Odin's SIP generator returns one value per request. They all wait for the client's
 // limiter, so the rate limit still holds.

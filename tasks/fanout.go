@@ -99,7 +99,7 @@ func (h *Handlers) fanOut(ctx context.Context, t *asynq.Task) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ids, err := h.Store.UserIDs(ctx, p.JobID, job.Cursor, h.chunkSize())
+		ids, err := h.Store.UserIDs(ctx, p.JobID, job.Cursor, h.fanOutChunkSize(p, job.Cursor))
 		if err != nil {
 			return err
 		}
@@ -242,6 +242,23 @@ func (h *Handlers) enqueueUsers(ctx context.Context, p BulkResetPayload, queue s
 		})
 	}
 	return g.Wait()
+}
+
+// sipSingleValueChunk is the fan-out's chunk of a SIP job while Odin's SIP generator
+// returns one value per request, or may: a chunk's users are enqueued only once all
+// their values are written, and at the default 5 requests per second a chunk of 200
+// values would keep every user waiting for 40 s.
+const sipSingleValueChunk = 25
+
+// fanOutChunkSize returns the number of users of the fan-out's next chunk, from cursor.
+// A SIP job's first chunk is small too, because its generator request finds out whether
+// Odin returns a batch.
+func (h *Handlers) fanOutChunkSize(p BulkResetPayload, cursor int) int {
+	size := h.chunkSize()
+	if p.Type == results.SIP && !p.DryRun && (cursor == 0 || h.Odin.SIPGeneratorIgnoresLimit()) {
+		size = min(size, sipSingleValueChunk)
+	}
+	return size
 }
 
 // fanOutRecheckInterval is how often the fan-out's Odin requests read the job's state.

@@ -57,3 +57,23 @@ func TestSIPGeneratorInParallel(t *testing.T) {
 		t.Errorf("record differs from simulator: %v", m)
 	}
 }
+
+// TestSIPFanOutEnqueuesEarly: at 20 requests per second, the 200 values of a full chunk
+// from a generator that returns one value per request take 10 s. The fan-out's smaller
+// SIP chunks let the first users be reset within a few seconds.
+func TestSIPFanOutEnqueuesEarly(t *testing.T) {
+	t.Parallel()
+	env := testenv.Start(t, testenv.Options{Sim: odintest.Config{Users: 200}, RateLimit: 20})
+	start := time.Now()
+	env.Submit(tasks.BulkResetPayload{JobID: "early-sip", Type: results.SIP, Users: seededUsers(200)})
+	waitFor(t, "the first user applied", func() bool {
+		job, err := env.Store.Job(t.Context(), "early-sip")
+		return err == nil && job.Applied > 0
+	})
+	if took := time.Since(start); took > 6*time.Second {
+		t.Errorf("first user applied after %v, want within about 3 s", took.Round(time.Millisecond))
+	}
+	if _, err := env.Store.Cancel(t.Context(), "early-sip"); err != nil {
+		t.Fatal(err)
+	}
+}
