@@ -245,9 +245,9 @@ func (h *Handlers) enqueueUsers(ctx context.Context, p BulkResetPayload, queue s
 }
 
 // sipSingleValueChunk is the fan-out's chunk of a SIP job while Odin's SIP generator
-// returns one value per request, or may: a chunk's users are enqueued only once all
-// their values are written, and at the default 5 requests per second a chunk of 200
-// values would keep every user waiting for 40 s.
+// returns one value per request, or may. A chunk's users are enqueued only once all
+// their values are written. At the default 5 requests per second, a chunk of 200 values
+// would keep every user waiting for 40 s.
 const sipSingleValueChunk = 25
 
 // fanOutChunkSize returns the number of users of the fan-out's next chunk, from cursor.
