@@ -460,8 +460,12 @@ func jobDifference(j results.Job, p BulkResetPayload) string {
 	switch {
 	case j.Type != p.Type || j.ServiceProviderID != p.ServiceProviderID || j.GroupID != p.GroupID:
 		return fmt.Sprintf("a %s job for %s/%s", p.Type, p.ServiceProviderID, p.GroupID)
-	case j.AllUsers != p.AllUsers || j.DryRun != p.DryRun || j.Devices != p.Devices:
-		return "other options (all users, dry run or device step)"
+	case j.AllUsers != p.AllUsers:
+		return fmt.Sprintf("all users %v where the job has %v", p.AllUsers, j.AllUsers)
+	case j.DryRun != p.DryRun:
+		return fmt.Sprintf("dry run %v where the job has %v", p.DryRun, j.DryRun)
+	case j.Devices != p.Devices:
+		return fmt.Sprintf("device step %q where the job has %q", p.Devices, j.Devices)
 	case j.UsersDigest != "" && usersDigest(p) != "" && j.UsersDigest != usersDigest(p):
 		return "another user list"
 	}
