@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -235,7 +236,10 @@ func (h *Handlers) enqueueUsers(ctx context.Context, p BulkResetPayload, queue s
 					return nil
 				}
 				_, err := h.Client.EnqueueContext(gctx, userTasks[i])
-				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				if errors.Is(err, asynq.ErrTaskIDConflict) {
+					err = h.replaceForeignTask(gctx, queue, UserTaskID(p.JobID, users[i]), userTasks[i])
+				}
+				if err != nil {
 					return fmt.Errorf("enqueue reset of user %q: %w", users[i], err)
 				}
 			}
@@ -245,17 +249,23 @@ func (h *Handlers) enqueueUsers(ctx context.Context, p BulkResetPayload, queue s
 }
 
 // sipSingleValueChunk is the fan-out's chunk of a SIP job while Odin's SIP generator
-// returns one value per request, or may. A chunk's users are enqueued only once all
-// their values are written. At the default 5 requests per second, a chunk of 200 values
-// would keep every user waiting for 40 s.
+// returns one value per request. A chunk's users are enqueued only once all their values
+// are written. At the default 5 requests per second, a chunk of 200 values would keep
+// every user waiting for 40 s.
 const sipSingleValueChunk = 25
 
+// sipFirstChunk is the first chunk of a SIP job, whose generator request finds out
+// whether Odin returns a batch: small, so the first users start within seconds either way.
+const sipFirstChunk = 10
+
 // fanOutChunkSize returns the number of users of the fan-out's next chunk, from cursor.
-// A SIP job's first chunk is small too, because its generator request finds out whether
-// Odin returns a batch.
 func (h *Handlers) fanOutChunkSize(p BulkResetPayload, cursor int) int {
 	size := h.chunkSize()
-	if p.Type == results.SIP && !p.DryRun && (cursor == 0 || h.Odin.SIPGeneratorIgnoresLimit()) {
+	switch {
+	case p.Type != results.SIP || p.DryRun:
+	case cursor == 0:
+		size = min(size, sipFirstChunk)
+	case h.Odin.SIPGeneratorIgnoresLimit():
 		size = min(size, sipSingleValueChunk)
 	}
 	return size
@@ -286,6 +296,41 @@ func (h *Handlers) fanOutRecheck(jobID string) odin.BeforeSendFunc {
 		}
 		return nil
 	}
+}
+
+// replaceForeignTask handles a user's task whose TaskID is taken. Usually the taker is
+// the user's own task, enqueued by an earlier attempt of the fan-out, and is left alone.
+// A task made outside the fan-out with the same TaskID (another payload), or one asynq
+// archived, is deleted and task is enqueued in its place: otherwise the user would have
+// no task until the stalled-job sweeper finds it, minutes later. A running taker is left
+// alone: it ends by itself, and the sweeper enqueues the user's task if it is a stranger.
+func (h *Handlers) replaceForeignTask(ctx context.Context, queue, taskID string, task *asynq.Task) error {
+	if h.Inspector == nil {
+		return nil
+	}
+	info, err := h.Inspector.GetTaskInfo(queue, taskID)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound):
+		// It ended meanwhile: enqueue the user's task now.
+	case err != nil:
+		return fmt.Errorf("inspect task %s: %w", taskID, err)
+	case info.State == asynq.TaskStateActive:
+		return nil
+	case info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted && bytes.Equal(info.Payload, task.Payload()):
+		return nil
+	default:
+		zerolog.Ctx(ctx).Warn().Str("task_id", taskID).Str("state", info.State.String()).Str("last_error", info.LastErr).
+			Msg("the TaskID of a user's task was taken by another task; replacing it with the user's own")
+		if err := h.Inspector.DeleteTask(queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return fmt.Errorf("delete task %s: %w", taskID, err)
+		}
+	}
+	_, err = h.Client.EnqueueContext(ctx, task)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		// Another attempt of the fan-out enqueued it first.
+		return nil
+	}
+	return err
 }
 
 // rejectionAttempts is the fan-out attempt from which a permanent error (a 4xx) of Odin's

@@ -47,6 +47,10 @@ type Handlers struct {
 	Odin  *odin.Client
 	// Client enqueues the per-user and completion tasks.
 	Client Enqueuer
+	// Inspector, when set, lets the fan-out look at a task that holds the TaskID of a
+	// user's task: one made outside the fan-out is replaced. Nil takes every such task
+	// for the user's own.
+	Inspector *asynq.Inspector
 	// Pauser pauses the fleet after a 429 or a failed Odin login; nil disables that.
 	Pauser Pauser
 	// Observer receives metrics events; nil disables them.
@@ -204,7 +208,7 @@ type WaitError struct {
 	Reason string
 }
 
-// Error says what the task waits for; asynqmon shows it, and RunLoginWaits finds the
+// Error describes what the task waits for; asynqmon shows it, and RunLoginWaits finds the
 // tasks waiting for the end of a login pause by it.
 func (e *WaitError) Error() string {
 	return fmt.Sprintf("waiting %s before calling Odin: %s", e.Delay.Round(time.Second), e.Reason)

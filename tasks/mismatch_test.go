@@ -10,6 +10,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/odinreset/odinreset/internal/testenv"
 	"github.com/odinreset/odinreset/internal/testredis"
 	"github.com/odinreset/odinreset/odin"
 	"github.com/odinreset/odinreset/odin/odintest"
@@ -157,5 +158,44 @@ func TestUserTaskBeforeFanOutDropped(t *testing.T) {
 	}
 	if rec.State != results.UserPending {
 		t.Errorf("record %s (%s), want the user still pending", rec.State, rec.Reason)
+	}
+}
+
+// TestFanOutReplacesStrayTasks: tasks made outside the fan-out hold the TaskIDs of two
+// users' tasks when the fan-out enqueues them, one waiting with another credential type,
+// one archived because it ran before its job existed. The fan-out must replace both, so
+// the users are reset without waiting for the stalled-job sweeper.
+func TestFanOutReplacesStrayTasks(t *testing.T) {
+	t.Parallel()
+	env := testenv.Start(t, testenv.Options{Sim: odintest.Config{Users: 4}})
+	users := seededUsers(4)
+	stray := func(userID string, typ results.CredentialType, opts ...asynq.Option) {
+		t.Helper()
+		task := userTask(t, tasks.UserResetPayload{JobID: "strays", UserID: userID, Type: typ, ServiceProviderID: "sp1", GroupID: "grp1"})
+		if _, err := env.Client.Enqueue(task, opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stray(users[0], results.SIP) // runs before its job exists: archived
+	stray(users[1], results.Web, asynq.ProcessIn(time.Hour))
+	inspector := asynq.NewInspector(env.Redis.Opt)
+	defer inspector.Close()
+	waitFor(t, "the first stray task archived", func() bool {
+		info, err := inspector.GetTaskInfo(tasks.QueueDefault, tasks.UserTaskID("strays", users[0]))
+		return err == nil && info.State == asynq.TaskStateArchived
+	})
+
+	env.Submit(tasks.BulkResetPayload{JobID: "strays", Type: results.SIP, Users: users})
+	job := env.Wait("strays", 20*time.Second)
+	if job.Applied != 4 {
+		t.Errorf("%d of 4 users applied, %d failed", job.Applied, job.Failed)
+	}
+	for _, u := range users {
+		if _, count, _ := env.Sim.Credential(u, odintest.KindWeb); count != 0 {
+			t.Errorf("web password of %s set %d times, want never", u, count)
+		}
+	}
+	if m := env.Mismatches(job.ID); len(m) > 0 {
+		t.Errorf("record differs from simulator: %v", m)
 	}
 }

@@ -55,7 +55,7 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 		// record's value as another credential would list it as the user's new credential
 		// of the job's type, which Odin does not hold. The task ends without an error, so
 		// asynq frees its TaskID, which may be the one of the user's own task.
-		log.Error().Str("task_type", string(p.Type)).Str("job_type", string(status.Type)).Str("problem", problem).
+		log.Error().Str("credential_type", string(p.Type)).Str("job_credential_type", string(status.Type)).Str("problem", problem).
 			Msg("task does not match its job; dropped without calling Odin, the job's own task resets the user")
 		return nil
 	}

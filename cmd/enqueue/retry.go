@@ -50,8 +50,8 @@ func (a *app) cmdRetry(ctx context.Context, args []string) error {
 	if o.jobID == "" {
 		o.jobID = newJobID(a.now())
 	}
-	if by := audit[retriedByField]; by != "" && by != o.jobID {
-		return usageErrorf("job %s was retried before by job %s, whose results hold the newest values of these users: retry that job instead (enqueue retry %s), after it has finished", oldID, by, by)
+	if o.jobID == oldID {
+		return usageErrorf("--job-id %s is the job to retry: give the new job another ID, or leave --job-id out", oldID)
 	}
 
 	o.serviceProvider, o.group, o.credType = old.ServiceProviderID, old.GroupID, string(old.Type)
@@ -65,10 +65,10 @@ func (a *app) cmdRetry(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := a.claimRetry(ctx, o.redisURL, oldID, o.jobID); err != nil {
+	if err := a.claimRetry(ctx, o.redisURL, oldID, o.jobID, audit[retriedByField] == o.jobID); err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stderr, "enqueue: retrying %s of job %s: %d failed, %d not reset\n",
+	o.announce = fmt.Sprintf("enqueue: retrying %s of job %s: %d failed, %d not reset\n",
 		plural(len(o.users), "user", "users"), oldID, len(failed), len(notReset))
 	err = a.submitValidated(ctx, &o, sub)
 	if err != nil {
@@ -82,21 +82,51 @@ func (a *app) cmdRetry(ctx context.Context, args []string) error {
 // results would then list values that Odin no longer holds.
 const retriedByField = "retried_by"
 
-// claimRetry records newID as the retry of job oldID, or refuses when another job
-// claimed it first.
-func (a *app) claimRetry(ctx context.Context, redisURL, oldID, newID string) error {
+// claimRetry records newID as the retry of job oldID. It refuses when another job
+// claimed it first, unless that job no longer exists: its retry stopped before it
+// submitted the job, or its record was deleted or expired. It also refuses a newID that
+// another job uses, unless resubmitting is true (newID already retried oldID).
+func (a *app) claimRetry(ctx context.Context, redisURL, oldID, newID string, resubmitting bool) error {
 	c, err := a.connect(ctx, redisURL)
 	if err != nil {
 		return err
 	}
 	defer c.close()
-	holder, err := a.metaStore(c).ClaimAudit(ctx, oldID, retriedByField, newID)
+	store := a.metaStore(c)
+	exists := func(jobID string) (bool, error) {
+		_, err := store.Job(ctx, jobID)
+		if errors.Is(err, results.ErrNotFound) {
+			return false, nil
+		}
+		return err == nil, c.wrap(err)
+	}
+
+	if !resubmitting {
+		if used, err := exists(newID); err != nil {
+			return err
+		} else if used {
+			return usageErrorf("job ID %s is already used by another job: give the retry another --job-id, or leave --job-id out", newID)
+		}
+	}
+	holder, err := store.ClaimAudit(ctx, oldID, retriedByField, newID)
 	if err != nil {
+		return c.wrap(err)
+	}
+	if holder == newID {
+		return nil
+	}
+	if live, err := exists(holder); err != nil {
+		return err
+	} else if live {
+		return usageErrorf("job %s was retried before by job %s, whose results hold the newest values of these users: retry that job instead (enqueue retry %s), after it has finished", oldID, holder, holder)
+	}
+	if holder, err = store.ReplaceAudit(ctx, oldID, retriedByField, holder, newID); err != nil {
 		return c.wrap(err)
 	}
 	if holder != newID {
 		return usageErrorf("job %s was retried meanwhile by job %s: retry that job instead, after it has finished", oldID, holder)
 	}
+	fmt.Fprintf(a.stderr, "enqueue: warning: job %s was retried before by a job whose record is gone; retrying it again\n", oldID)
 	return nil
 }
 

@@ -193,3 +193,38 @@ func TestRetryOnce(t *testing.T) {
 		t.Errorf("status of the old job:\n%s\nwant a line naming its retry", status.stdout)
 	}
 }
+
+func TestRetryNewJobID(t *testing.T) {
+	t.Parallel()
+	rd := testredis.New(t)
+	seedJob(t, rd, results.Plaintext{}, "old-job", true)
+	seedJob(t, rd, results.Plaintext{}, "other-job", true)
+
+	for _, tc := range []struct{ id, want string }{
+		{"old-job", "--job-id old-job is the job to retry"},
+		{"other-job", "job ID other-job is already used by another job"},
+	} {
+		got := runCLI(t, invocation{}, "retry", "old-job", "--job-id", tc.id, "--redis-url", rd.URL)
+		if got.code != exitUsage {
+			t.Errorf("retry --job-id %s: %s; want exit 2", tc.id, got)
+		}
+		requireStderr(t, got, tc.want)
+		if strings.Contains(got.stderr, "retrying") {
+			t.Errorf("retry --job-id %s announced a retry it refused: %s", tc.id, got)
+		}
+	}
+
+	// A claim left by a retry that never submitted its job does not block the next one.
+	if _, err := results.NewStore(rd.Client).ClaimAudit(context.Background(), "old-job", "retried_by", "ghost-job"); err != nil {
+		t.Fatal(err)
+	}
+	got := runCLI(t, invocation{}, "retry", "old-job", "--job-id", "retry-2", "--redis-url", rd.URL)
+	if got.code != exitOK {
+		t.Fatalf("retry after a stale claim: %s", got)
+	}
+	requireStderr(t, got, "retried before by a job whose record is gone", "retrying 2 users of job old-job")
+	status := runCLI(t, invocation{}, "status", "old-job", "--redis-url", rd.URL)
+	if !strings.Contains(status.stdout, "retried     by job retry-2") {
+		t.Errorf("status of the old job:\n%s\nwant it retried by retry-2", status.stdout)
+	}
+}

@@ -36,6 +36,8 @@ type submitOptions struct {
 	timeout         string
 	format          string
 	out             string
+	// announce is written to standard error once the job is enqueued.
+	announce string
 }
 
 // submission is a validated request, ready to be enqueued.
@@ -116,6 +118,9 @@ func (a *app) submitValidated(ctx context.Context, o *submitOptions, sub submiss
 	result, err := tasks.Submit(ctx, c.client, a.metaStore(c), sub.payload, sub.options...)
 	if err != nil {
 		return c.wrap(err)
+	}
+	if o.announce != "" && !result.AlreadySubmitted {
+		fmt.Fprint(a.stderr, o.announce)
 	}
 	if !sub.startAt.IsZero() && !result.AlreadySubmitted {
 		// For status: asynq keeps the start time only while the task waits.

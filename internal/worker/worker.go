@@ -65,13 +65,15 @@ const TaskCheckInterval = 100 * time.Millisecond
 
 // Worker is one running worker process.
 type Worker struct {
-	cfg      Config
-	servers  []*asynq.Server // the urgent server, then the batch server
-	client   *asynq.Client
-	handlers *tasks.Handlers
-	sweeper  *tasks.Sweeper
-	cancel   context.CancelFunc
-	done     chan struct{}
+	cfg     Config
+	servers []*asynq.Server // the urgent server, then the batch server
+	client  *asynq.Client
+	// inspector serves the handlers and the sweeper.
+	inspector *asynq.Inspector
+	handlers  *tasks.Handlers
+	sweeper   *tasks.Sweeper
+	cancel    context.CancelFunc
+	done      chan struct{}
 }
 
 // New validates cfg and builds the worker; Start runs it.
@@ -136,13 +138,14 @@ func New(cfg Config) (*Worker, error) {
 		newServer("batch", tasks.BatchQueues()),
 	}
 
-	w := &Worker{cfg: cfg, servers: servers, client: client, handlers: handlers}
+	w := &Worker{cfg: cfg, servers: servers, client: client, handlers: handlers, inspector: asynq.NewInspector(cfg.RedisConnOpt)}
+	handlers.Inspector = w.inspector
 	if cfg.SweepInterval > 0 {
 		w.sweeper = &tasks.Sweeper{
 			Store:      cfg.Store,
 			Client:     client,
 			Redis:      cfg.Redis,
-			Inspector:  asynq.NewInspector(cfg.RedisConnOpt),
+			Inspector:  w.inspector,
 			StallAfter: cfg.StallAfter,
 		}
 		if cfg.Limiter != nil {
@@ -224,9 +227,7 @@ func (w *Worker) Shutdown() {
 	}
 	wg.Wait()
 	w.client.Close()
-	if w.sweeper != nil {
-		w.sweeper.Inspector.Close()
-	}
+	w.inspector.Close()
 }
 
 // Client returns the asynq client of the worker, for submitting jobs in process.
