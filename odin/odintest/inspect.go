@@ -24,6 +24,7 @@ GET  /_sim/users          user IDs in group order
 GET  /_sim/faults         current injected faults
 PUT  /_sim/faults         replace the faults (JSON, durations like "2s")
 PUT  /_sim/rate-limit     {"requestsPerSecond": N}, 0 for unlimited
+PUT  /_sim/admin          {"username", "password", "passwordChangeRequired"}: the login
 POST /_sim/expire-tokens  invalidate every issued token
 POST /_sim/reset-stats    zero the counters
 
@@ -40,6 +41,7 @@ The Odin API itself is under /api/v2.
 //	GET  /_sim/faults        current Faults
 //	PUT  /_sim/faults        replace Faults (JSON, durations as Go strings like "2s")
 //	PUT  /_sim/rate-limit    {"requestsPerSecond": N}, 0 for unlimited
+//	PUT  /_sim/admin         replace the admin login (see putAdmin)
 //	POST /_sim/expire-tokens invalidate every issued token
 //	POST /_sim/reset-stats   zero the counters
 func (s *Simulator) serveInspection(w http.ResponseWriter, r *http.Request) {
@@ -65,6 +67,8 @@ func (s *Simulator) serveInspection(w http.ResponseWriter, r *http.Request) {
 		s.putFaults(w, r)
 	case "PUT /_sim/rate-limit":
 		s.putRateLimit(w, r)
+	case "PUT /_sim/admin":
+		s.putAdmin(w, r)
 	case "POST /_sim/expire-tokens":
 		s.ExpireTokens()
 		w.WriteHeader(http.StatusNoContent)
@@ -168,6 +172,38 @@ func (s *Simulator) putFaults(w http.ResponseWriter, r *http.Request) {
 	}
 	s.SetFaults(f)
 	writeJSON(w, http.StatusOK, faultsToJSON(f))
+}
+
+// putAdmin replaces the admin login that POST /auth/token accepts, as an operator who
+// changes the admin's password on Odin does: tokens already issued stay valid until
+// they expire. The body is {"username", "password", "passwordChangeRequired"}; a field
+// left out keeps its value.
+func (s *Simulator) putAdmin(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Username               *string `json:"username"`
+		Password               *string `json:"password"`
+		PasswordChangeRequired *bool   `json:"passwordChangeRequired"`
+	}
+	if rep, ok := decodeSimBody(r, &req); !ok {
+		writeJSON(w, rep.status, rep.body)
+		return
+	}
+	if (req.Username != nil && *req.Username == "") || (req.Password != nil && *req.Password == "") {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "username and password must not be empty", Status: http.StatusBadRequest})
+		return
+	}
+	username, password := s.Login()
+	if req.Username != nil {
+		username = *req.Username
+	}
+	if req.Password != nil {
+		password = *req.Password
+	}
+	s.SetCredentials(username, password)
+	if req.PasswordChangeRequired != nil {
+		s.SetLoginPasswordChangeRequired(*req.PasswordChangeRequired)
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Simulator) putRateLimit(w http.ResponseWriter, r *http.Request) {

@@ -155,3 +155,34 @@ func TestServeHTTPWithoutListener(t *testing.T) {
 		t.Errorf("status = %d, want 504", resp.status)
 	}
 }
+
+func TestInspectionAdminLogin(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, odintest.Config{})
+	user, oldPassword := srv.Login()
+	loginStatus := func(password string) int {
+		t.Helper()
+		return call(t, http.MethodPost, srv.URL, "/auth/token", "", map[string]string{"username": user, "password": password}).status
+	}
+
+	if resp := call(t, http.MethodPut, srv.Root(), "/_sim/admin", "", map[string]any{"password": "changed-at-2am"}); resp.status != http.StatusNoContent {
+		t.Fatalf("PUT /_sim/admin: status %d, body %s", resp.status, resp.body)
+	}
+	if got := loginStatus(oldPassword); got != http.StatusUnauthorized {
+		t.Errorf("login with the old password: %d, want 401", got)
+	}
+	if got := loginStatus("changed-at-2am"); got != http.StatusOK {
+		t.Errorf("login with the new password: %d, want 200", got)
+	}
+
+	call(t, http.MethodPut, srv.Root(), "/_sim/admin", "", map[string]any{"passwordChangeRequired": true})
+	if got := loginStatus("changed-at-2am"); got != http.StatusPaymentRequired {
+		t.Errorf("login while a password change is required: %d, want 402", got)
+	}
+
+	for _, body := range []map[string]any{{"password": ""}, {"pasword": "typo"}} {
+		if resp := call(t, http.MethodPut, srv.Root(), "/_sim/admin", "", body); resp.status != http.StatusBadRequest {
+			t.Errorf("PUT /_sim/admin %v: status %d, want 400", body, resp.status)
+		}
+	}
+}
