@@ -34,6 +34,8 @@ type Client struct {
 	// sipLimitUnsupported is set once GET /sip-password/generate has shown that it
 	// ignores or rejects limit; later calls then request one value at a time.
 	sipLimitUnsupported atomic.Bool
+	// sipLimitSupported is set once GET /sip-password/generate returned a batch.
+	sipLimitSupported atomic.Bool
 }
 
 // NewClient returns a client for the Odin API at baseURL, such as

@@ -59,6 +59,7 @@ func (c *Client) GenerateSIPPasswords(ctx context.Context, serviceProviderID, gr
 		batch, err := c.fetchGenerated(ctx, pathSIPPasswordGenerate, serviceProviderID, groupID, n)
 		switch {
 		case err == nil && len(batch) == n:
+			c.sipLimitSupported.Store(true)
 			return batch, nil
 		case err == nil:
 			c.sipLimitUnsupported.Store(true)
@@ -115,9 +116,18 @@ func (c *Client) GenerateSIPPasswords(ctx context.Context, serviceProviderID, gr
 	return values, failure
 }
 
-// SIPGeneratorIgnoresLimit reports whether GenerateSIPPasswords found that Odin's SIP
-// generator returns one value per request, so that a caller can ask for fewer at once.
-func (c *Client) SIPGeneratorIgnoresLimit() bool { return c.sipLimitUnsupported.Load() }
+// SIPGeneratorBatches reports whether Odin's SIP generator returns a batch of values per
+// request, and whether GenerateSIPPasswords has found out yet, so that a caller can ask
+// for fewer values at once while it may get one per request.
+func (c *Client) SIPGeneratorBatches() (batches, known bool) {
+	switch {
+	case c.sipLimitUnsupported.Load():
+		return false, true
+	case c.sipLimitSupported.Load():
+		return true, true
+	}
+	return false, false
+}
 
 // sipGenerateParallelism is how many requests GenerateSIPPasswords has in flight when
 // Odin's SIP generator returns one value per request. They all wait for the client's

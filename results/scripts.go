@@ -217,17 +217,17 @@ end
 return redis.call('HGET', KEYS[1], 'sweep_changed_at')
 `)
 
-// scriptClaimField sets a field of an existing job hash unless it holds another value
-// than ARGV[3], and returns the value it holds afterwards, or an empty string when the
-// job hash does not exist.
+// scriptClaimField sets a field of an existing job hash unless it holds another value,
+// and returns the value it holds afterwards, or an empty string when the job hash does
+// not exist.
 //
-// KEYS[1] meta. ARGV[1] field, ARGV[2] value, ARGV[3] a value to replace (may be empty).
+// KEYS[1] meta. ARGV[1] field, ARGV[2] value.
 var scriptClaimField = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return ''
 end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur and cur ~= '' and cur ~= ARGV[3] then
+if cur and cur ~= '' then
   return cur
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])

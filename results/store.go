@@ -575,13 +575,7 @@ func (s *Store) SetAudit(ctx context.Context, jobID string, fields map[string]st
 // returns the value the field holds afterwards: value when the claim succeeded. Of
 // several callers claiming at once, one wins. It returns ErrNotFound for a missing job.
 func (s *Store) ClaimAudit(ctx context.Context, jobID, field, value string) (holder string, err error) {
-	return s.ReplaceAudit(ctx, jobID, field, "", value)
-}
-
-// ReplaceAudit is ClaimAudit that also takes the field over from old, for a claim that
-// has gone stale.
-func (s *Store) ReplaceAudit(ctx context.Context, jobID, field, old, value string) (holder string, err error) {
-	holder, err = scriptClaimField.Run(ctx, s.rdb, []string{s.jobKeys(jobID).meta}, "audit_"+field, value, old).Text()
+	holder, err = scriptClaimField.Run(ctx, s.rdb, []string{s.jobKeys(jobID).meta}, "audit_"+field, value).Text()
 	if err != nil {
 		return "", fmt.Errorf("store audit of job %s: %w", jobID, err)
 	}

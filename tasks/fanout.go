@@ -100,7 +100,7 @@ func (h *Handlers) fanOut(ctx context.Context, t *asynq.Task) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		ids, err := h.Store.UserIDs(ctx, p.JobID, job.Cursor, h.fanOutChunkSize(p, job.Cursor))
+		ids, err := h.Store.UserIDs(ctx, p.JobID, job.Cursor, h.fanOutChunkSize(p))
 		if err != nil {
 			return err
 		}
@@ -254,18 +254,21 @@ func (h *Handlers) enqueueUsers(ctx context.Context, p BulkResetPayload, queue s
 // every user waiting for 40 s.
 const sipSingleValueChunk = 25
 
-// sipFirstChunk is the first chunk of a SIP job, whose generator request finds out
-// whether Odin returns a batch: small, so the first users start within seconds either way.
-const sipFirstChunk = 10
+// sipProbeChunk is a SIP chunk of a worker that has not yet seen whether Odin's SIP
+// generator returns a batch: its generator request finds out, and a small chunk lets
+// the first users start within seconds either way.
+const sipProbeChunk = 10
 
-// fanOutChunkSize returns the number of users of the fan-out's next chunk, from cursor.
-func (h *Handlers) fanOutChunkSize(p BulkResetPayload, cursor int) int {
+// fanOutChunkSize returns the number of users of the fan-out's next chunk.
+func (h *Handlers) fanOutChunkSize(p BulkResetPayload) int {
 	size := h.chunkSize()
-	switch {
-	case p.Type != results.SIP || p.DryRun:
-	case cursor == 0:
-		size = min(size, sipFirstChunk)
-	case h.Odin.SIPGeneratorIgnoresLimit():
+	if p.Type != results.SIP || p.DryRun {
+		return size
+	}
+	switch batches, known := h.Odin.SIPGeneratorBatches(); {
+	case !known:
+		size = min(size, sipProbeChunk)
+	case !batches:
 		size = min(size, sipSingleValueChunk)
 	}
 	return size
@@ -299,10 +302,10 @@ func (h *Handlers) fanOutRecheck(jobID string) odin.BeforeSendFunc {
 }
 
 // replaceForeignTask handles a user's task whose TaskID is taken. Usually the taker is
-// the user's own task, enqueued by an earlier attempt of the fan-out, and is left alone.
-// A task made outside the fan-out with the same TaskID (another payload), or one asynq
-// archived, is deleted and task is enqueued in its place: otherwise the user would have
-// no task until the stalled-job sweeper finds it, minutes later. A running taker is left
+// the user's own task, pending or waiting to retry, enqueued by an earlier attempt of
+// the fan-out, and is left alone. Another taker (another payload, scheduled for later,
+// or archived) is deleted and task is enqueued in its place: otherwise the user would
+// have no task until the stalled-job sweeper finds it, minutes later. A running taker is left
 // alone: it ends by itself, and the sweeper enqueues the user's task if it is a stranger.
 func (h *Handlers) replaceForeignTask(ctx context.Context, queue, taskID string, task *asynq.Task) error {
 	if h.Inspector == nil {
@@ -316,10 +319,11 @@ func (h *Handlers) replaceForeignTask(ctx context.Context, queue, taskID string,
 		return fmt.Errorf("inspect task %s: %w", taskID, err)
 	case info.State == asynq.TaskStateActive:
 		return nil
-	case info.State != asynq.TaskStateArchived && info.State != asynq.TaskStateCompleted && bytes.Equal(info.Payload, task.Payload()):
+	case (info.State == asynq.TaskStatePending || info.State == asynq.TaskStateRetry) && bytes.Equal(info.Payload, task.Payload()):
+		// The user's own task: the fan-out and the sweeper never schedule one for later.
 		return nil
 	default:
-		zerolog.Ctx(ctx).Warn().Str("task_id", taskID).Str("state", info.State.String()).Str("last_error", info.LastErr).
+		zerolog.Ctx(ctx).Warn().Str("user_task_id", taskID).Str("state", info.State.String()).Str("last_error", info.LastErr).
 			Msg("the TaskID of a user's task was taken by another task; replacing it with the user's own")
 		if err := h.Inspector.DeleteTask(queue, taskID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
 			return fmt.Errorf("delete task %s: %w", taskID, err)

@@ -161,9 +161,10 @@ func TestUserTaskBeforeFanOutDropped(t *testing.T) {
 	}
 }
 
-// TestFanOutReplacesStrayTasks: tasks made outside the fan-out hold the TaskIDs of two
-// users' tasks when the fan-out enqueues them, one waiting with another credential type,
-// one archived because it ran before its job existed. The fan-out must replace both, so
+// TestFanOutReplacesStrayTasks: tasks made outside the fan-out hold the TaskIDs of three
+// users' tasks when the fan-out enqueues them: one archived because it ran before its job
+// existed, and two scheduled for later, with another credential type or the fan-out's
+// own payload. The fan-out must replace both, so
 // the users are reset without waiting for the stalled-job sweeper.
 func TestFanOutReplacesStrayTasks(t *testing.T) {
 	t.Parallel()
@@ -178,6 +179,7 @@ func TestFanOutReplacesStrayTasks(t *testing.T) {
 	}
 	stray(users[0], results.SIP) // runs before its job exists: archived
 	stray(users[1], results.Web, asynq.ProcessIn(time.Hour))
+	stray(users[2], results.SIP, asynq.ProcessIn(time.Hour)) // the fan-out's payload, for later
 	inspector := asynq.NewInspector(env.Redis.Opt)
 	defer inspector.Close()
 	waitFor(t, "the first stray task archived", func() bool {

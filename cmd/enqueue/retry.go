@@ -82,10 +82,9 @@ func (a *app) cmdRetry(ctx context.Context, args []string) error {
 // results would then list values that Odin no longer holds.
 const retriedByField = "retried_by"
 
-// claimRetry records newID as the retry of job oldID. It refuses when another job
-// claimed it first, unless that job no longer exists: its retry stopped before it
-// submitted the job, or its record was deleted or expired. It also refuses a newID that
-// another job uses, unless resubmitting is true (newID already retried oldID).
+// claimRetry records newID as the retry of job oldID, or refuses when another job
+// claimed it first. It also refuses a newID that another job uses, unless resubmitting
+// is true (newID already retried oldID, and this submits it again).
 func (a *app) claimRetry(ctx context.Context, redisURL, oldID, newID string, resubmitting bool) error {
 	c, err := a.connect(ctx, redisURL)
 	if err != nil {
@@ -115,19 +114,17 @@ func (a *app) claimRetry(ctx context.Context, redisURL, oldID, newID string, res
 	if holder == newID {
 		return nil
 	}
-	if live, err := exists(holder); err != nil {
+	live, err := exists(holder)
+	if err != nil {
 		return err
-	} else if live {
+	}
+	if live {
 		return usageErrorf("job %s was retried before by job %s, whose results hold the newest values of these users: retry that job instead (enqueue retry %s), after it has finished", oldID, holder, holder)
 	}
-	if holder, err = store.ReplaceAudit(ctx, oldID, retriedByField, holder, newID); err != nil {
-		return c.wrap(err)
-	}
-	if holder != newID {
-		return usageErrorf("job %s was retried meanwhile by job %s: retry that job instead, after it has finished", oldID, holder)
-	}
-	fmt.Fprintf(a.stderr, "enqueue: warning: job %s was retried before by a job whose record is gone; retrying it again\n", oldID)
-	return nil
+	// The claim's job is being submitted by another retry, or that retry stopped before
+	// it submitted, or the job's record was deleted or expired. Only the operator knows
+	// which, and submitting under the claimed ID is safe in every case.
+	return usageErrorf("job %s was claimed for a retry by job %s, which has no record: if no other retry of %s is running, submit it with: enqueue retry %s --job-id %s", oldID, holder, oldID, oldID, holder)
 }
 
 // releaseRetry undoes claimRetry when the new job was not created.
