@@ -144,7 +144,7 @@ type Job struct {
 	// UsersLoaded is true once the user list is stored and Total is final.
 	UsersLoaded bool
 	// UsersDigest identifies the submitted user list, so that a resubmission of the job
-	// ID with other users is refused. It is empty for all-users jobs and older records.
+	// ID with other users is rejected. It is empty for all-users jobs and older records.
 	UsersDigest string
 }
 

@@ -55,7 +55,7 @@ func (h *Handlers) fanOut(ctx context.Context, t *asynq.Task) error {
 	}
 	if !created {
 		if diff := jobDifference(job, p); diff != "" {
-			return permanent(fmt.Errorf("job ID %s is already used by a %s job for %s/%s, and this task asks for %s: choose another job ID", p.JobID, job.Type, job.ServiceProviderID, job.GroupID, diff))
+			return permanent(fmt.Errorf("job ID %s is already used by a %s job for %s/%s, but this task requests %s: choose another job ID", p.JobID, job.Type, job.ServiceProviderID, job.GroupID, diff))
 		}
 	}
 	if job.State.Finished() {
@@ -277,10 +277,10 @@ func (h *Handlers) fanOutChunkSize(p BulkResetPayload) int {
 // fanOutRecheckInterval is how often the fan-out's Odin requests read the job's state.
 const fanOutRecheckInterval = time.Second
 
-// fanOutRecheck returns the odin.BeforeSendFunc of a fan-out's Odin requests: at most once
-// per fanOutRecheckInterval, it reads the job's state and stops the request if the job was
-// cancelled. A SIP generator that returns one value per request otherwise keeps calling
-// Odin for the rest of a chunk, a minute or more on a slow Odin, after the cancel.
+// fanOutRecheck returns the odin.BeforeSendFunc of a fan-out's Odin requests. Once per
+// fanOutRecheckInterval at most, it reads the job's state and stops the request if the
+// job was cancelled, because one-value-per-request generator calls would otherwise go on
+// for the rest of the chunk.
 func (h *Handlers) fanOutRecheck(jobID string) odin.BeforeSendFunc {
 	var mu sync.Mutex
 	var last time.Time
@@ -301,12 +301,12 @@ func (h *Handlers) fanOutRecheck(jobID string) odin.BeforeSendFunc {
 	}
 }
 
-// replaceForeignTask handles a user's task whose TaskID is taken. Usually the taker is
-// the user's own task, pending or waiting to retry, enqueued by an earlier attempt of
-// the fan-out, and is left alone. Another taker (another payload, scheduled for later,
-// or archived) is deleted and task is enqueued in its place: otherwise the user would
-// have no task until the stalled-job sweeper finds it, minutes later. A running taker is left
-// alone: it ends by itself, and the sweeper enqueues the user's task if it is a stranger.
+// replaceForeignTask handles a user's task whose TaskID is taken. A pending or retrying
+// task with the same payload is the user's own, from an earlier fan-out attempt, and is
+// kept. Any other taker (another payload, scheduled for later, or archived) is deleted
+// and task is enqueued in its place, so the user does not wait minutes for the
+// stalled-job sweeper. A running taker is kept: it ends by itself, and the sweeper
+// enqueues the user's task if the taker was not the user's own.
 func (h *Handlers) replaceForeignTask(ctx context.Context, queue, taskID string, task *asynq.Task) error {
 	if h.Inspector == nil {
 		return nil

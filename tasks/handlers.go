@@ -22,7 +22,6 @@ import (
 type Pauser interface {
 	Pause(ctx context.Context, d time.Duration, reason string) error
 	PauseEscalating(ctx context.Context, first, longest time.Duration, reason string) (remaining time.Duration, pauses int, err error)
-	ForgetEscalation(ctx context.Context) error
 }
 
 // Enqueuer is the part of *asynq.Client the handlers use. It must be safe for concurrent

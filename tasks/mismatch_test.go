@@ -162,9 +162,9 @@ func TestUserTaskBeforeFanOutDropped(t *testing.T) {
 }
 
 // TestFanOutReplacesStrayTasks: tasks made outside the fan-out hold the TaskIDs of three
-// users' tasks when the fan-out enqueues them: one archived because it ran before its job
-// existed, and two scheduled for later, with another credential type or the fan-out's
-// own payload. The fan-out must replace both, so
+// users' tasks when the fan-out enqueues them. One was archived because it ran before its
+// job existed. Two are scheduled for later, one with another credential type and one
+// with the fan-out's own payload. The fan-out must replace both, so
 // the users are reset without waiting for the stalled-job sweeper.
 func TestFanOutReplacesStrayTasks(t *testing.T) {
 	t.Parallel()

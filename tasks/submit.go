@@ -26,13 +26,13 @@ type Submission struct {
 type ConflictError struct {
 	JobID string
 	Job   results.Job
-	// Asked describes the part of the refused submission that differs from Job.
-	Asked string
+	// Difference describes the part of the rejected submission that differs from Job.
+	Difference string
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("job ID %s is already used by a %s job for %s/%s (state %s), and this submission asks for %s: choose another job ID",
-		e.JobID, e.Job.Type, e.Job.ServiceProviderID, e.Job.GroupID, e.Job.State, e.Asked)
+	return fmt.Sprintf("job ID %s is already used by a %s job for %s/%s (state %s), but this submission requests %s: choose another job ID",
+		e.JobID, e.Job.Type, e.Job.ServiceProviderID, e.Job.GroupID, e.Job.State, e.Difference)
 }
 
 // Submit validates a job, creates its record and enqueues its reset:bulk task; opts are
@@ -56,7 +56,7 @@ func Submit(ctx context.Context, client Enqueuer, store *results.Store, p BulkRe
 	}
 	if !created {
 		if diff := jobDifference(job, p); diff != "" {
-			return Submission{}, &ConflictError{JobID: p.JobID, Job: job, Asked: diff}
+			return Submission{}, &ConflictError{JobID: p.JobID, Job: job, Difference: diff}
 		}
 		return Submission{Job: job, Duplicates: duplicates, AlreadySubmitted: true}, nil
 	}

@@ -381,7 +381,7 @@ func (p UserResetPayload) validate() error {
 func (p UserResetPayload) mismatch(job results.JobStatus) string {
 	var diffs []string
 	if job.Type != "" && p.Type != job.Type {
-		diffs = append(diffs, fmt.Sprintf("it asks for the %s credential, the job resets the %s credential", p.Type, job.Type))
+		diffs = append(diffs, fmt.Sprintf("it requests the %s credential, the job resets the %s credential", p.Type, job.Type))
 	}
 	if job.ServiceProviderID != "" && (p.ServiceProviderID != job.ServiceProviderID || p.GroupID != job.GroupID) {
 		diffs = append(diffs, fmt.Sprintf("it names group %q of service provider %q, the job's group is %q of %q",

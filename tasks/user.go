@@ -102,14 +102,8 @@ func (h *Handlers) HandleUserReset(ctx context.Context, t *asynq.Task) error {
 	}
 	if err == nil {
 		if status.Reason != "" {
-			// Odin works again: clear the waiting reason operators see in the status, and
-			// let the next failed login pause the fleet for ODIN_LOGIN_COOLDOWN again.
+			// Odin works again: clear the waiting reason operators see in the status.
 			_ = h.Store.SetReason(ctx, p.JobID, "")
-			if h.Pauser != nil {
-				if err := h.Pauser.ForgetEscalation(ctx); err != nil {
-					log.Warn().Err(err).Msg("could not reset the count of login pauses in a row")
-				}
-			}
 		}
 		return h.settleApplied(ctx, p, rec, attempts)
 	}

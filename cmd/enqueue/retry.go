@@ -82,9 +82,9 @@ func (a *app) cmdRetry(ctx context.Context, args []string) error {
 // results would then list values that Odin no longer holds.
 const retriedByField = "retried_by"
 
-// claimRetry records newID as the retry of job oldID, or refuses when another job
-// claimed it first. It also refuses a newID that another job uses, unless resubmitting
-// is true (newID already retried oldID, and this submits it again).
+// claimRetry records newID as the retry of job oldID, or rejects the retry when another
+// job claimed it first. It also rejects a newID that another job uses, unless
+// resubmitting is true (newID already retried oldID, and this submits it again).
 func (a *app) claimRetry(ctx context.Context, redisURL, oldID, newID string, resubmitting bool) error {
 	c, err := a.connect(ctx, redisURL)
 	if err != nil {

@@ -156,14 +156,14 @@ func TestSubmitAgainIsNoOp(t *testing.T) {
 	if other.code != exitUsage {
 		t.Fatalf("conflicting submit: %s", other)
 	}
-	requireStderr(t, other, "job ID same is already used", "asks for a web job for sp1/grp2", "choose another job ID")
+	requireStderr(t, other, "job ID same is already used", "requests a web job for sp1/grp2", "choose another job ID")
 
 	otherUsers := runCLI(t, invocation{}, "--redis-url", rd.URL, "--service-provider", "sp1", "--group", "grp1",
 		"--type", "web", "--user", "u@x", "--user", "v@x", "--job-id", "same")
 	if otherUsers.code != exitUsage {
 		t.Fatalf("submit with another user list: %s", otherUsers)
 	}
-	requireStderr(t, otherUsers, "job ID same is already used", "asks for another user list")
+	requireStderr(t, otherUsers, "job ID same is already used", "requests another user list")
 
 	// The same users in another order ask for the same job.
 	twoUsers := []string{"--redis-url", rd.URL, "--service-provider", "sp1", "--group", "grp1", "--type", "web", "--job-id", "pair"}

@@ -48,7 +48,8 @@ standard error and prints the results (JSON rows {"userId", "newPassword"} or
 
 A users file has one user ID per line; blank lines and lines starting with # are
 skipped, CRLF line endings and a UTF-8 byte order mark are accepted, and duplicates are
-reset once. A first line that names a column, such as userId, is refused. Submitting the same --job-id again enqueues nothing new.
+reset once. A first line that names a column, such as userId, is rejected. Submitting
+the same --job-id again enqueues nothing new; with other users or options it is rejected.
 `
 
 const submitExamples = `
